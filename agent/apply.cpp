@@ -1,0 +1,407 @@
+#include "agent/apply.h"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "common/registries.h"
+
+namespace k3sma {
+namespace {
+
+// Reads a node file through deps.files; a read error is a config-kind error (nothing touched).
+Result<std::optional<std::string>> readNodeFile(Deps& deps, const Root& root,
+                                                const std::string& node_path) {
+  return deps.files.read(root.path(node_path));
+}
+
+Result<State> readState(Deps& deps, const Root& root) {
+  auto text = readNodeFile(deps, root, kStatePath);
+  if (!text) {
+    return text.error();
+  }
+  if (!text.value()) {
+    return State{};
+  }
+  return parseState(*text.value(), root.path(kStatePath));
+}
+
+Result<std::optional<CaBundle>> loadCa(const Config& config, const Root& root, Deps& deps) {
+  if (config.registry.ca_file.empty()) {
+    return std::optional<CaBundle>{};
+  }
+  const std::string where = config.originOf("registry.ca_file") + ": registry.ca_file: ";
+  const std::string path = root.path(config.registry.ca_file);
+  auto bytes = deps.files.read(path);
+  if (!bytes) {
+    return bytes.error().context(where.substr(0, where.size() - 2));
+  }
+  if (!bytes.value()) {
+    return configError(where + path + " does not exist");
+  }
+  auto bundle = loadCaBundle(*bytes.value(), path, deps.now);
+  if (!bundle) {
+    return configError(where + bundle.error().message);
+  }
+  return std::optional<CaBundle>{std::move(bundle.value())};
+}
+
+// Reads what is on disk now at each desired path (registries.yaml was read already).
+Result<std::map<std::string, std::optional<std::string>>> readCurrent(
+    const std::vector<DesiredFile>& desired, const Root& root, Deps& deps,
+    const std::string& registries_path, const std::optional<std::string>& registries_now) {
+  std::map<std::string, std::optional<std::string>> current;
+  for (const auto& want : desired) {
+    if (want.path == registries_path) {
+      current[want.path] = registries_now;
+      continue;
+    }
+    auto have = readNodeFile(deps, root, want.path);
+    if (!have) {
+      return have.error();
+    }
+    current[want.path] = std::move(have.value());
+  }
+  return current;
+}
+
+std::vector<Action> describe(const Plan& plan) {
+  std::vector<Action> actions;
+  bool ca_pending = false;
+  for (const auto& change : plan.changes) {
+    if (ca_pending && change.role != FileRole::kCa) {
+      actions.push_back({"run", "update-ca-certificates"});
+      ca_pending = false;
+    }
+    actions.push_back({change.after ? "write" : "remove", change.path});
+    ca_pending = ca_pending || change.role == FileRole::kCa;
+  }
+  if (ca_pending) {
+    actions.push_back({"run", "update-ca-certificates"});
+  }
+  return actions;
+}
+
+Status runUpdateCa(const Root& root, Deps& deps) {
+  const auto argv = updateCaCommand(root);
+  auto ran = deps.commands.run(argv);
+  if (!ran) {
+    return ran.error();
+  }
+  const auto& result = ran.value();
+  for (std::string::size_type start = 0; start < result.output.size();) {
+    auto end = result.output.find('\n', start);
+    if (end == std::string::npos) {
+      end = result.output.size();
+    }
+    if (end > start) {
+      spdlog::debug("update-ca-certificates: {}", result.output.substr(start, end - start));
+    }
+    start = end + 1;
+  }
+  if (result.exit_code != 0) {
+    std::string output = result.output;
+    while (!output.empty() && output.back() == '\n') {
+      output.pop_back();
+    }
+    return Error{"run update-ca-certificates: exit status " + std::to_string(result.exit_code) +
+                     (output.empty() ? "" : ": " + output),
+                 ErrorKind::kApply};
+  }
+  return Ok{};
+}
+
+// Performs the plan in order; on the first failure puts back every file already changed, in
+// reverse order, and brings the trust store back in line. Fills report.actions and error.
+void execute(const Plan& plan, const Root& root, Deps& deps, Report& report) {
+  std::vector<const FileChange*> done;
+  bool ca_changed = false;
+  bool ca_updated = false;
+  std::optional<Error> failure;
+  auto update_ca = [&]() {
+    ca_updated = true;
+    if (auto ran = runUpdateCa(root, deps); !ran) {
+      failure = ran.error();
+      return;
+    }
+    report.actions.push_back({"run", "update-ca-certificates"});
+  };
+  for (const auto& change : plan.changes) {
+    // The trust store is rebuilt once, after the last CA file and before registries.yaml.
+    if (ca_changed && !ca_updated && change.role != FileRole::kCa) {
+      update_ca();
+      if (failure) {
+        break;
+      }
+    }
+    const std::string path = root.path(change.path);
+    Status done_one = change.after ? deps.files.write(path, *change.after, change.mode)
+                                   : deps.files.remove(path);
+    if (!done_one) {
+      failure = done_one.error();
+      break;
+    }
+    done.push_back(&change);
+    report.actions.push_back({change.after ? "write" : "remove", change.path});
+    spdlog::info("{} {}", change.after ? "wrote" : "removed", change.path);
+    ca_changed = ca_changed || change.role == FileRole::kCa;
+  }
+  if (!failure && ca_changed && !ca_updated) {
+    update_ca();
+  }
+  if (!failure) {
+    report.changed = true;
+    return;
+  }
+
+  spdlog::error("{}; putting the previous files back", failure->message);
+  std::vector<std::string> left;
+  for (auto it = done.rbegin(); it != done.rend(); ++it) {
+    const FileChange& change = **it;
+    const std::string path = root.path(change.path);
+    Status undone = change.before ? deps.files.write(path, *change.before, change.mode)
+                                  : deps.files.remove(path);
+    if (!undone) {
+      left.push_back(change.path + " (" + undone.error().message + ")");
+    }
+  }
+  if (ca_changed) {
+    if (auto ran = runUpdateCa(root, deps); !ran) {
+      left.push_back("the system trust store (" + ran.error().message + ")");
+    }
+  }
+  report.rolled_back = true;
+  report.actions.clear();
+  if (left.empty()) {
+    report.error = Error{failure->message + "; the previous files were put back, nothing changed",
+                         ErrorKind::kApply};
+    return;
+  }
+  std::string list;
+  for (const auto& item : left) {
+    list += (list.empty() ? "" : "; ") + item;
+  }
+  report.error = Error{failure->message + "; these could NOT be put back and need a look: " + list,
+                       ErrorKind::kPartial};
+}
+
+}  // namespace
+
+std::vector<std::string> updateCaCommand(const Root& root) {
+  if (root.isSystem()) {
+    return {"update-ca-certificates"};
+  }
+  return {"update-ca-certificates",
+          "--certsconf", root.path("/etc/ca-certificates.conf"),
+          "--certsdir", root.path("/usr/share/ca-certificates"),
+          "--localcertsdir", root.path("/usr/local/share/ca-certificates"),
+          "--etccertsdir", root.path("/etc/ssl/certs"),
+          "--hooksdir", root.path("/etc/ca-certificates/update.d")};
+}
+
+Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
+  const Root& root = options.root;
+  auto config = loadConfig(options.config_path, root);
+  if (!config) {
+    return config.error();
+  }
+  Prepared prepared{std::move(config.value()), {}, {}, {}, {}, {}};
+  const Config& c = prepared.config;
+
+  auto ca = loadCa(c, root, deps);
+  if (!ca) {
+    return ca.error();
+  }
+  if (ca.value()) {
+    prepared.warnings = ca.value()->warnings;
+  }
+  auto state = readState(deps, root);
+  if (!state) {
+    return state.error();
+  }
+  prepared.state = state.value();
+
+  const std::string registries = registriesPath(c.k3s.distribution);
+  auto current = readNodeFile(deps, root, registries);
+  if (!current) {
+    return current.error();
+  }
+  const std::string ca_path = ca.value() ? caInstallPath(c.registry) : "";
+  auto rendered =
+      renderRegistries(c, ca_path, current.value(), root.path(registries), prepared.state);
+  if (!rendered) {
+    return rendered.error();
+  }
+
+  prepared.registries_path = registries;
+  prepared.registries_text = rendered.value().text;
+
+  State next = prepared.state;
+  next.registries_path = registries;
+  next.mirrors = rendered.value().mirrors;
+  next.configs = rendered.value().configs;
+  next.ca_files = ca_path.empty() ? std::vector<std::string>{} : std::vector{ca_path};
+
+  std::vector<DesiredFile> desired;
+  // The first time the agent replaces registries.yaml it keeps the node's own file for restore.
+  if (next.original == Original::kUnknown && current.value() != rendered.value().text) {
+    if (current.value()) {
+      next.original = Original::kBackedUp;
+      desired.push_back({kBackupPath, current.value(), 0600, FileRole::kBackup});
+    } else {
+      next.original = Original::kAbsent;
+    }
+  }
+  for (const auto& old : prepared.state.ca_files) {
+    if (old != ca_path) {
+      desired.push_back({old, std::nullopt, 0644, FileRole::kCa});  // the cache host changed
+    }
+  }
+  if (ca.value()) {
+    desired.push_back({ca_path, ca.value()->pem, 0644, FileRole::kCa});
+  }
+  desired.push_back({registries, rendered.value().text, 0600, FileRole::kRegistries});
+  desired.push_back({kStatePath, renderState(next), 0600, FileRole::kState});
+
+  auto on_disk = readCurrent(desired, root, deps, registries, current.value());
+  if (!on_disk) {
+    return on_disk.error();
+  }
+  prepared.plan = makePlan(desired, on_disk.value());
+  return prepared;
+}
+
+Report apply(const ApplyOptions& options, Deps& deps) {
+  Report report;
+  report.dry_run = options.dry_run;
+  auto prepared = prepare(options, deps);
+  if (!prepared) {
+    report.error = prepared.error();
+    return report;
+  }
+  report.warnings = prepared.value().warnings;
+  if (prepared.value().plan.empty()) {
+    return report;  // the common case: nothing read differs, nothing is written or run
+  }
+  if (options.dry_run) {
+    report.changed = true;
+    report.restart_needed = prepared.value().plan.restart_needed;
+    report.actions = describe(prepared.value().plan);
+    return report;
+  }
+
+  auto lock = FileLock::acquire(options.root.path(kLockPath));
+  if (!lock) {
+    report.error = lock.error();
+    return report;
+  }
+  // Another apply may have finished while this one waited for the lock: look again under it.
+  prepared = prepare(options, deps);
+  if (!prepared) {
+    report.error = prepared.error();
+    return report;
+  }
+  const Plan& plan = prepared.value().plan;
+  if (plan.empty()) {
+    return report;
+  }
+  execute(plan, options.root, deps, report);
+  if (!report.error && plan.restart_needed) {
+    report.restart_needed = true;
+    const std::string unit = prepared.value().config.k3s.distribution == Distribution::kRke2
+                                 ? "rke2"
+                                 : "k3s";
+    report.notes.push_back(
+        options.root.isSystem()
+            ? unit + " reads these files only when it starts: restart it (" + unit +
+                  ".service or " + unit + "-agent.service) for them to take effect"
+            : "no unit restarted: --root was given");
+  }
+  return report;
+}
+
+Report restore(const ApplyOptions& options, Deps& deps) {
+  Report report;
+  report.dry_run = options.dry_run;
+  const Root& root = options.root;
+  // Look before locking: on a node the agent never touched, restore must not create anything.
+  auto state = readState(deps, root);
+  if (!state) {
+    report.error = state.error();
+    return report;
+  }
+  if (state.value() == State{}) {
+    report.notes.push_back("nothing to restore: the agent has not changed this node");
+    return report;
+  }
+  std::optional<FileLock> lock;
+  if (!options.dry_run) {
+    auto acquired = FileLock::acquire(root.path(kLockPath));
+    if (!acquired) {
+      report.error = acquired.error();
+      return report;
+    }
+    lock.emplace(std::move(acquired.value()));
+    state = readState(deps, root);  // as it is now that no apply can run
+    if (!state) {
+      report.error = state.error();
+      return report;
+    }
+  }
+  const State& s = state.value();
+  const std::string registries =
+      s.registries_path.empty() ? registriesPath(Distribution::kK3s) : s.registries_path;
+  auto current = readNodeFile(deps, root, registries);
+  if (!current) {
+    report.error = current.error();
+    return report;
+  }
+
+  std::optional<std::string> wanted = current.value();
+  if (s.original == Original::kBackedUp) {
+    auto backup = readNodeFile(deps, root, kBackupPath);
+    if (!backup) {
+      report.error = backup.error();
+      return report;
+    }
+    if (!backup.value()) {
+      report.error = configError("restore: the state says the node's own registries.yaml was "
+                                 "kept at " + std::string(kBackupPath) + ", but it is not there; "
+                                 "nothing was changed");
+      return report;
+    }
+    wanted = backup.value();
+  } else if (current.value()) {
+    auto stripped = removeManagedEntries(*current.value(), root.path(registries), s);
+    if (!stripped) {
+      report.error = stripped.error();
+      return report;
+    }
+    wanted = stripped.value();
+  }
+
+  std::vector<DesiredFile> desired;
+  desired.push_back({registries, wanted, 0600, FileRole::kRegistries});
+  for (const auto& ca : s.ca_files) {
+    desired.push_back({ca, std::nullopt, 0644, FileRole::kCa});
+  }
+  desired.push_back({kBackupPath, std::nullopt, 0600, FileRole::kBackup});
+  desired.push_back({kStatePath, std::nullopt, 0600, FileRole::kState});
+  auto on_disk = readCurrent(desired, root, deps, registries, current.value());
+  if (!on_disk) {
+    report.error = on_disk.error();
+    return report;
+  }
+  const Plan plan = makePlan(desired, on_disk.value());
+  if (options.dry_run) {
+    report.changed = !plan.empty();
+    report.restart_needed = plan.restart_needed;
+    report.actions = describe(plan);
+    return report;
+  }
+  execute(plan, root, deps, report);
+  report.restart_needed = !report.error && plan.restart_needed;
+  return report;
+}
+
+}  // namespace k3sma

@@ -1,0 +1,75 @@
+#pragma once
+// The apply transaction (SPEC.md "Apply, step by step"), and restore, its undo. prepare() reads
+// the node and plans without changing anything (diff, render, check and --dry-run stop there);
+// apply() takes the lock, plans again under it and executes: backup, CA files,
+// update-ca-certificates, registries.yaml, state — and on any failure puts back every file it
+// had changed, in reverse order.
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/command.h"
+#include "common/ca.h"
+#include "common/config.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/plan.h"
+#include "common/state.h"
+
+namespace k3sma {
+
+// The side effects apply needs, and the time it checks certificates against.
+struct Deps {
+  Files& files;
+  CommandRunner& commands;
+  std::chrono::system_clock::time_point now;
+};
+
+struct ApplyOptions {
+  std::string config_path;  // on this machine (not prefixed by root)
+  Root root;
+  bool dry_run = false;
+  bool no_restart = false;
+};
+
+struct Action {
+  std::string verb;    // write, remove, run, restart
+  std::string target;  // a node path, a command or a unit
+};
+
+struct Report {
+  bool changed = false;
+  bool restart_needed = false;
+  std::optional<std::string> restarted;  // the unit restarted, when one was
+  bool rolled_back = false;
+  bool dry_run = false;
+  std::vector<Action> actions;  // done, or with dry_run what would be done
+  std::vector<std::string> warnings;
+  std::vector<std::string> notes;  // sentences for people, e.g. why k3s was not restarted
+  std::optional<Error> error;
+};
+
+struct Prepared {
+  Config config;
+  State state;  // as on disk before this apply
+  std::string registries_path;  // node path
+  std::string registries_text;  // what registries.yaml should hold
+  Plan plan;
+  std::vector<std::string> warnings;  // e.g. a CA that expires soon
+};
+
+Result<Prepared> prepare(const ApplyOptions& options, Deps& deps);
+
+Report apply(const ApplyOptions& options, Deps& deps);
+
+// Puts back the registries.yaml the node had before the agent (or removes the agent's entries
+// when there was none), removes the agent's CA files and runs update-ca-certificates, then
+// forgets the state. Needs no config: it must work after the config is gone (dpkg purge).
+Report restore(const ApplyOptions& options, Deps& deps);
+
+// update-ca-certificates, with its directories pointed inside root when there is one.
+std::vector<std::string> updateCaCommand(const Root& root);
+
+}  // namespace k3sma

@@ -1,0 +1,300 @@
+#include "agent/cli.h"
+
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "common/diff.h"
+#include "common/log.h"
+#include "common/registries.h"
+#include "version.h"
+
+namespace k3sma {
+namespace {
+
+constexpr const char* kFooter = R"(Exit status:
+  0  done (changed or not)
+  1  apply failed; the previous files were put back
+  2  usage, config or CA error; nothing was touched
+  3  diff / apply --dry-run: changes are pending
+  4  apply failed and the previous state could not be fully restored (the message says what)
+
+Config: /etc/k3s-mirror-agent/config.yaml and config.d/*.yaml. See k3s-mirror-agent --help and
+the README for the keys.)";
+
+struct Options {
+  std::string config;
+  std::string root;
+  std::string output = "text";
+  bool dry_run = false;
+  bool no_restart = false;
+  bool show_secrets = false;
+  bool verbose = false;
+  bool quiet = false;
+};
+
+int exitCodeFor(const Error& error) {
+  switch (error.kind) {
+    case ErrorKind::kConfig:
+      return kExitUsage;
+    case ErrorKind::kApply:
+      return kExitRolledBack;
+    case ErrorKind::kPartial:
+      return kExitPartial;
+    case ErrorKind::kProbe:
+      return kExitProbe;
+  }
+  return kExitUsage;
+}
+
+nlohmann::json errorJson(const std::optional<Error>& error) {
+  return error ? nlohmann::json(error->message) : nlohmann::json(nullptr);
+}
+
+ApplyOptions applyOptions(const Options& o) {
+  ApplyOptions a;
+  a.root = Root(o.root);
+  a.config_path = o.config.empty() ? a.root.path(kDefaultConfigPath) : o.config;
+  a.dry_run = o.dry_run;
+  a.no_restart = o.no_restart;
+  return a;
+}
+
+void printWarnings(const std::vector<std::string>& warnings) {
+  for (const auto& w : warnings) {
+    spdlog::warn("{}", w);
+  }
+}
+
+// apply and restore share the report format.
+int printReport(const Report& r, const Options& o, const char* what) {
+  printWarnings(r.warnings);
+  if (r.error) {
+    spdlog::error("{}", r.error->message);
+  }
+  if (o.output == "json") {
+    nlohmann::ordered_json j;
+    j["changed"] = r.changed;
+    j["restart_needed"] = r.restart_needed;
+    j["restarted"] = r.restarted ? nlohmann::ordered_json(*r.restarted) : nullptr;
+    j["rolled_back"] = r.rolled_back;
+    j["dry_run"] = r.dry_run;
+    j["actions"] = nlohmann::ordered_json::array();
+    for (const auto& a : r.actions) {
+      j["actions"].push_back({{"action", a.verb}, {"target", a.target}});
+    }
+    j["warnings"] = r.warnings;
+    j["notes"] = r.notes;
+    j["error"] = errorJson(r.error);
+    std::cout << j.dump() << "\n";
+  } else if (!r.error) {
+    const char* prefix = r.dry_run ? "would " : "";
+    if (r.actions.empty()) {
+      std::cout << what << ": nothing to change\n";
+    }
+    for (const auto& a : r.actions) {
+      std::cout << prefix << a.verb << " " << a.target << "\n";
+    }
+    if (r.restart_needed) {
+      std::cout << (r.dry_run ? "a k3s restart would be needed\n" : "a k3s restart is needed\n");
+    }
+    for (const auto& note : r.notes) {
+      std::cout << note << "\n";
+    }
+  }
+  if (r.error) {
+    return exitCodeFor(*r.error);
+  }
+  return r.dry_run && r.changed ? kExitPending : kExitOk;
+}
+
+int failWith(const Error& error, const Options& o, nlohmann::ordered_json j) {
+  spdlog::error("{}", error.message);
+  if (o.output == "json") {
+    j["error"] = error.message;
+    std::cout << j.dump() << "\n";
+  }
+  return exitCodeFor(error);
+}
+
+int runDiff(const Options& o, Deps& deps) {
+  auto prepared = prepare(applyOptions(o), deps);
+  if (!prepared) {
+    return failWith(prepared.error(), o, {{"changed", false}, {"diff", ""}});
+  }
+  printWarnings(prepared.value().warnings);
+  const auto& config = prepared.value().config;
+  const std::string secret = config.registry.auth ? config.registry.auth->password : "";
+  auto mask = [&](const std::optional<std::string>& text) -> std::optional<std::string> {
+    return text ? std::optional<std::string>(maskSecrets(*text, secret)) : std::nullopt;
+  };
+  std::string out;
+  for (const auto& change : prepared.value().plan.changes) {
+    if (change.role == FileRole::kBackup) {
+      // The backup is a copy of the node's file: its diff would repeat that file in full.
+      out += "# keep a copy of the node's own registries.yaml at " + change.path + "\n";
+      continue;
+    }
+    out += unifiedDiff(mask(change.before), mask(change.after), change.path);
+  }
+  if (prepared.value().plan.update_ca_certificates) {
+    out += "# then run update-ca-certificates\n";
+  }
+  const bool pending = !prepared.value().plan.empty();
+  if (o.output == "json") {
+    nlohmann::ordered_json j;
+    j["changed"] = pending;
+    j["diff"] = out;
+    j["error"] = nullptr;
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << out;
+  }
+  return pending ? kExitPending : kExitOk;
+}
+
+int runRender(const Options& o, Deps& deps) {
+  auto prepared = prepare(applyOptions(o), deps);
+  if (!prepared) {
+    return failWith(prepared.error(), o, {{"path", nullptr}, {"content", nullptr}});
+  }
+  printWarnings(prepared.value().warnings);
+  const auto& config = prepared.value().config;
+  std::string text = prepared.value().registries_text;
+  if (!o.show_secrets) {
+    text = maskSecrets(text, config.registry.auth ? config.registry.auth->password : "");
+  }
+  if (o.output == "json") {
+    nlohmann::ordered_json j;
+    j["path"] = prepared.value().registries_path;
+    j["content"] = text;
+    j["error"] = nullptr;
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << text;
+  }
+  return kExitOk;
+}
+
+int runCheck(const Options& o, Deps& deps) {
+  auto prepared = prepare(applyOptions(o), deps);
+  if (!prepared) {
+    return failWith(prepared.error(), o, {{"valid", false}, {"warnings", nlohmann::json::array()}});
+  }
+  const auto& p = prepared.value();
+  printWarnings(p.warnings);
+  if (o.output == "json") {
+    nlohmann::ordered_json j;
+    j["valid"] = true;
+    j["warnings"] = p.warnings;
+    j["changes_pending"] = !p.plan.empty();
+    j["error"] = nullptr;
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << "config OK: " << p.config.mirrors.size() << " mirror"
+              << (p.config.mirrors.size() == 1 ? "" : "s") << " through " << p.config.registry.url
+              << (p.config.registry.ca_file.empty() ? "" : ", CA " + p.config.registry.ca_file)
+              << "\n"
+              << (p.plan.empty() ? "the node is up to date\n"
+                                 : "changes are pending: see k3s-mirror-agent diff\n");
+  }
+  return kExitOk;
+}
+
+// `--apply` is the spelling playbooks use; it means the apply subcommand.
+std::vector<std::string> normaliseArgs(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (auto& a : args) {
+    if (a == "--apply") {
+      a = "apply";
+      break;
+    }
+    if (!a.empty() && a.front() != '-') {
+      break;  // a subcommand came first: leave the rest alone
+    }
+  }
+  return args;
+}
+
+void addCommonOptions(CLI::App& cmd, Options& o) {
+  cmd.add_option("--config", o.config,
+                 "Config file (default /etc/k3s-mirror-agent/config.yaml under --root); the "
+                 "config.d/ next to it is read too");
+  cmd.add_option("--root", o.root,
+                 "Prefix every path the agent reads or writes with DIR, as dpkg --root does; "
+                 "no unit is restarted")
+      ->check(CLI::ExistingDirectory);
+  cmd.add_option("--output", o.output, "Output format on stdout: text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  cmd.add_flag("-v,--verbose", o.verbose, "Log debug detail to stderr");
+  cmd.add_flag("-q,--quiet", o.quiet, "Log only errors");
+}
+
+}  // namespace
+
+int runCli(int argc, char** argv, Deps& deps) {
+  Options o;
+  CLI::App app{"k3s-mirror-agent " + std::string(kVersion) +
+                   ": points k3s (or RKE2) at a pull-through registry cache — writes "
+                   "registries.yaml and installs the cache's CA, only when they change.",
+               kProgramName};
+  app.set_version_flag("--version", kVersion);
+  app.require_subcommand(1);
+  app.footer(kFooter);
+
+  auto* apply_cmd = app.add_subcommand(
+      "apply", "Write registries.yaml and install the CA if they differ from the config "
+               "(also spelled --apply)");
+  addCommonOptions(*apply_cmd, o);
+  apply_cmd->add_flag("--dry-run", o.dry_run,
+                      "Only say what would change (exit 3 when something would)");
+  apply_cmd->add_flag("--no-restart", o.no_restart, "Write the files but restart nothing");
+
+  auto* diff_cmd = app.add_subcommand(
+      "diff", "Show what apply would change as a unified diff, secrets masked (exit 3 when "
+              "something would)");
+  addCommonOptions(*diff_cmd, o);
+
+  auto* render_cmd =
+      app.add_subcommand("render", "Print the registries.yaml apply would write (secrets masked)");
+  addCommonOptions(*render_cmd, o);
+  render_cmd->add_flag("--show-secrets", o.show_secrets, "Print passwords instead of ********");
+
+  auto* check_cmd =
+      app.add_subcommand("check", "Validate the config and the CA; change nothing (exit 0 or 2)");
+  addCommonOptions(*check_cmd, o);
+
+  auto* restore_cmd = app.add_subcommand(
+      "restore", "Undo: put back the node's own registries.yaml, remove the agent's CA and "
+                 "entries, forget the state");
+  addCommonOptions(*restore_cmd, o);
+  restore_cmd->add_flag("--dry-run", o.dry_run, "Only say what would change");
+
+  auto args = normaliseArgs(argc, argv);
+  std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+  setupLogging(o.quiet ? Verbosity::kQuiet : o.verbose ? Verbosity::kDebug : Verbosity::kNormal);
+
+  if (apply_cmd->parsed()) {
+    return printReport(apply(applyOptions(o), deps), o, "apply");
+  }
+  if (restore_cmd->parsed()) {
+    return printReport(restore(applyOptions(o), deps), o, "restore");
+  }
+  if (diff_cmd->parsed()) {
+    return runDiff(o, deps);
+  }
+  if (render_cmd->parsed()) {
+    return runRender(o, deps);
+  }
+  return runCheck(o, deps);
+}
+
+}  // namespace k3sma

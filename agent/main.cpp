@@ -1,0 +1,11 @@
+// k3s-mirror-agent: wires the real files, command runner and clock to the command line.
+#include <chrono>
+
+#include "agent/cli.h"
+
+int main(int argc, char** argv) {
+  k3sma::RealFiles files;
+  k3sma::RealCommandRunner commands;
+  k3sma::Deps deps{files, commands, std::chrono::system_clock::now()};
+  return k3sma::runCli(argc, argv, deps);
+}

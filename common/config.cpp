@@ -1,0 +1,665 @@
+#include "common/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+#include <regex>
+#include <set>
+
+#include "common/fs.h"
+
+namespace k3sma {
+namespace {
+
+// Docker distribution's grammar for one repository path component; Harbor project names are a
+// subset. A project is one component: "dockerhub-proxy", not "a/b".
+const std::regex kPathComponent("^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$");
+// A DNS name (letters, digits, hyphens, dots) or an IPv4 address.
+const std::regex kHostname("^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$");
+const std::regex kUnitName("^[A-Za-z0-9:_.\\\\@-]+$");
+
+int lineOf(const YAML::Node& node) { return node.Mark().line + 1; }
+
+// Walks one file's YAML tree, applying what it finds to a Config and recording where.
+class FileParser {
+ public:
+  FileParser(const std::string& file, Config& config, std::map<std::string, std::string>& first_seen_mirror)
+      : file_(file), config_(config), mirror_origin_(first_seen_mirror) {}
+
+  Status parse(const std::string& text) {
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(text);
+    } catch (const YAML::Exception& e) {
+      return configError(file_ + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+    }
+    if (docs.size() > 1) {
+      return configError(file_ + ":" + std::to_string(lineOf(docs[1])) +
+                         ": more than one YAML document; put one config in each file");
+    }
+    if (docs.empty() || docs[0].IsNull()) {
+      return Ok{};  // an empty file (or only comments) sets nothing
+    }
+    return section(docs[0], "", 0, {
+        {"registry", [this](const YAML::Node& k, const YAML::Node& v) { return registry(k, v); }},
+        {"mirrors", [this](const YAML::Node& k, const YAML::Node& v) { return mirrors(k, v); }},
+        {"mode", [this](const YAML::Node& k, const YAML::Node& v) { return mode(k, v); }},
+        {"k3s", [this](const YAML::Node& k, const YAML::Node& v) { return k3s(k, v); }},
+        {"daemon", [this](const YAML::Node& k, const YAML::Node& v) { return daemon(k, v); }},
+    });
+  }
+
+ private:
+  using Handler = std::function<Status(const YAML::Node& key, const YAML::Node& value)>;
+
+  Error at(int line, const std::string& key, const std::string& reason) const {
+    return configError(file_ + ":" + std::to_string(line) + ": " + key + ": " + reason);
+  }
+  // Values that are null ("key:" with nothing after it) carry no useful mark; use the key's.
+  Error at(const YAML::Node& key_node, const YAML::Node& value, const std::string& key,
+           const std::string& reason) const {
+    return at(value.IsNull() ? lineOf(key_node) : lineOf(value), key, reason);
+  }
+
+  void record(const std::string& key, const YAML::Node& key_node) {
+    config_.origins[key] = file_ + ":" + std::to_string(lineOf(key_node));
+  }
+
+  static std::string join(const std::string& prefix, const std::string& key) {
+    return prefix.empty() ? key : prefix + "." + key;
+  }
+
+  // A mapping whose keys must all be known. A null section ("k3s:" with everything commented
+  // out) counts as empty.
+  Status section(const YAML::Node& node, const std::string& name, int name_line,
+                 const std::map<std::string, Handler>& handlers) {
+    if (node.IsNull()) {
+      return Ok{};
+    }
+    if (!node.IsMap()) {
+      const std::string what = name.empty() ? "the top level" : name;
+      return at(name.empty() ? lineOf(node) : name_line, what.empty() ? "config" : what,
+                "must be a mapping of keys to values");
+    }
+    std::set<std::string> seen;
+    for (const auto& item : node) {
+      const YAML::Node& k = item.first;
+      const YAML::Node& v = item.second;
+      if (!k.IsScalar()) {
+        return at(lineOf(k), name.empty() ? "config" : name, "keys must be plain names");
+      }
+      const std::string key = k.Scalar();
+      const std::string full = join(name, key);
+      if (!seen.insert(key).second) {
+        return at(lineOf(k), full, "duplicate key");
+      }
+      auto handler = handlers.find(key);
+      if (handler == handlers.end()) {
+        std::string known;
+        for (const auto& [known_key, unused] : handlers) {
+          known += (known.empty() ? "" : ", ") + known_key;
+        }
+        std::string hint;
+        if (full == "registry.auth.password") {
+          hint = "; put the password in a root-only file and name it with password_file";
+        }
+        return at(lineOf(k), full, "unknown key (known keys here: " + known + ")" + hint);
+      }
+      if (auto handled = handler->second(k, v); !handled) {
+        return handled;
+      }
+    }
+    return Ok{};
+  }
+
+  Result<std::string> scalar(const YAML::Node& k, const YAML::Node& v, const std::string& key) {
+    if (v.IsNull()) {
+      return at(k, v, key, "has no value");
+    }
+    if (!v.IsScalar()) {
+      return at(k, v, key, std::string("must be a single value, not a ") +
+                               (v.IsMap() ? "mapping" : "list"));
+    }
+    record(key, k);
+    return v.Scalar();
+  }
+
+  // Strict booleans: YAML 1.1's yes/no/on/off are exactly the kind of surprise to refuse.
+  Result<bool> boolean(const YAML::Node& k, const YAML::Node& v, const std::string& key) {
+    auto s = scalar(k, v, key);
+    if (!s) {
+      return s.error();
+    }
+    if (s.value() == "true") {
+      return true;
+    }
+    if (s.value() == "false") {
+      return false;
+    }
+    return at(k, v, key, "must be true or false, got \"" + s.value() + "\"");
+  }
+
+  Result<Duration> duration(const YAML::Node& k, const YAML::Node& v, const std::string& key,
+                            bool allow_zero) {
+    auto s = scalar(k, v, key);
+    if (!s) {
+      return s.error();
+    }
+    auto d = parseDuration(s.value());
+    if (!d) {
+      return at(k, v, key,
+                "\"" + s.value() + "\" is not a duration; write e.g. 500ms, 2s, 5m, 1h or 1m30s");
+    }
+    if (!allow_zero && d->count() == 0) {
+      return at(k, v, key, "must be longer than 0");
+    }
+    return *d;
+  }
+
+  template <class E>
+  Result<E> choice(const YAML::Node& k, const YAML::Node& v, const std::string& key,
+                   const std::vector<std::pair<std::string, E>>& choices) {
+    auto s = scalar(k, v, key);
+    if (!s) {
+      return s.error();
+    }
+    std::string names;
+    for (const auto& [name, value] : choices) {
+      if (name == s.value()) {
+        return value;
+      }
+      names += (names.empty() ? "" : " or ") + name;
+    }
+    return at(k, v, key, "must be " + names + ", got \"" + s.value() + "\"");
+  }
+
+  Result<std::string> absolutePath(const YAML::Node& k, const YAML::Node& v,
+                                   const std::string& key) {
+    auto s = scalar(k, v, key);
+    if (!s) {
+      return s.error();
+    }
+    if (s.value().empty() || s.value().front() != '/') {
+      return at(k, v, key, "must be an absolute path, got \"" + s.value() + "\"");
+    }
+    return s;
+  }
+
+  Status registry(const YAML::Node& name, const YAML::Node& node) {
+    auto& r = config_.registry;
+    return section(node, "registry", lineOf(name), {
+        {"url", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+           auto s = scalar(k, v, "registry.url");
+           if (!s) {
+             return s.error();
+           }
+           return parseUrl(k, v, s.value());
+         }},
+        {"ca_file", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+           auto s = absolutePath(k, v, "registry.ca_file");
+           if (!s) {
+             return s.error();
+           }
+           r.ca_file = s.value();
+           return Ok{};
+         }},
+        {"insecure_skip_verify", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+           auto b = boolean(k, v, "registry.insecure_skip_verify");
+           if (!b) {
+             return b.error();
+           }
+           r.insecure_skip_verify = b.value();
+           return Ok{};
+         }},
+        {"auth", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+           if (!r.auth) {
+             r.auth.emplace();
+           }
+           record("registry.auth", k);
+           return section(v, "registry.auth", lineOf(k), {
+               {"username", [&](const YAML::Node& uk, const YAML::Node& uv) -> Status {
+                  auto s = scalar(uk, uv, "registry.auth.username");
+                  if (!s) {
+                    return s.error();
+                  }
+                  if (s.value().empty()) {
+                    return at(uk, uv, "registry.auth.username", "must not be empty");
+                  }
+                  r.auth->username = s.value();
+                  return Ok{};
+                }},
+               {"password_file", [&](const YAML::Node& pk, const YAML::Node& pv) -> Status {
+                  auto s = absolutePath(pk, pv, "registry.auth.password_file");
+                  if (!s) {
+                    return s.error();
+                  }
+                  r.auth->password_file = s.value();
+                  return Ok{};
+                }},
+           });
+         }},
+    });
+  }
+
+  Status parseUrl(const YAML::Node& k, const YAML::Node& v, const std::string& url) {
+    const std::string key = "registry.url";
+    auto& r = config_.registry;
+    std::string rest;
+    if (url.rfind("https://", 0) == 0) {
+      r.scheme = "https";
+      rest = url.substr(8);
+    } else if (url.rfind("http://", 0) == 0) {
+      r.scheme = "http";
+      rest = url.substr(7);
+    } else {
+      return at(k, v, key, "must start with https:// or http://, got \"" + url + "\"");
+    }
+    if (!rest.empty() && rest.back() == '/') {
+      rest.pop_back();
+    }
+    if (rest.find_first_of("/?#") != std::string::npos) {
+      return at(k, v, key,
+                "must be scheme://host[:port] without a path; the proxy-cache projects go under "
+                "mirrors, got \"" + url + "\"");
+    }
+    if (rest.find('@') != std::string::npos) {
+      return at(k, v, key, "must not contain credentials; use registry.auth");
+    }
+    auto parsed = splitHostPort(rest);
+    if (!parsed) {
+      return at(k, v, key, parsed.error().message + ", got \"" + url + "\"");
+    }
+    r.host = rest;
+    r.hostname = parsed.value().first;
+    r.port = parsed.value().second != 0 ? parsed.value().second
+                                         : static_cast<uint16_t>(r.scheme == "https" ? 443 : 80);
+    r.url = r.scheme + "://" + rest;
+    return Ok{};
+  }
+
+ public:
+  // "host", "host:port", "[v6]" or "[v6]:port" -> (hostname, port or 0). Used for the cache URL
+  // and for mirror keys.
+  static Result<std::pair<std::string, uint16_t>> splitHostPort(const std::string& text) {
+    std::string host = text;
+    std::string port;
+    if (!text.empty() && text.front() == '[') {
+      auto close = text.find(']');
+      if (close == std::string::npos) {
+        return configError("an IPv6 address needs a closing ]");
+      }
+      host = text.substr(1, close - 1);
+      std::string after = text.substr(close + 1);
+      if (!after.empty()) {
+        if (after.front() != ':') {
+          return configError("unexpected text after ]");
+        }
+        port = after.substr(1);
+      }
+      if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos) {
+        return configError("\"" + host + "\" is not an IPv6 address");
+      }
+    } else {
+      auto colon = text.find(':');
+      if (colon != std::string::npos) {
+        host = text.substr(0, colon);
+        port = text.substr(colon + 1);
+      }
+      if (host.empty()) {
+        return configError("the host is missing");
+      }
+      if (!std::regex_match(host, kHostname)) {
+        return configError("\"" + host + "\" is not a valid host name");
+      }
+    }
+    if (text.find(':') != std::string::npos && text.front() != '[' && port.empty()) {
+      return configError("the port after : is missing");
+    }
+    uint16_t port_number = 0;
+    if (!port.empty()) {
+      if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoi(port) < 1 || std::stoi(port) > 65535) {
+        return configError("port \"" + port + "\" is not a number from 1 to 65535");
+      }
+      port_number = static_cast<uint16_t>(std::stoi(port));
+    }
+    return std::pair{host, port_number};
+  }
+
+ private:
+  Status mirrors(const YAML::Node& name, const YAML::Node& node) {
+    if (node.IsNull()) {
+      return Ok{};
+    }
+    if (!node.IsMap()) {
+      return at(lineOf(name), "mirrors",
+                "must be a mapping of upstream registry to proxy-cache project, e.g. "
+                "\"docker.io: dockerhub-proxy\"");
+    }
+    std::set<std::string> seen;
+    for (const auto& item : node) {
+      const YAML::Node& k = item.first;
+      const YAML::Node& v = item.second;
+      if (!k.IsScalar()) {
+        return at(lineOf(k), "mirrors", "keys must be registry host names");
+      }
+      const std::string upstream = k.Scalar();
+      const std::string key = "mirrors." + upstream;
+      if (!seen.insert(upstream).second) {
+        return at(lineOf(k), key, "duplicate key");
+      }
+      if (upstream.find("://") != std::string::npos) {
+        return at(lineOf(k), key,
+                  "an upstream is a registry host such as docker.io, without a scheme");
+      }
+      if (upstream.find('/') != std::string::npos) {
+        return at(lineOf(k), key,
+                  "an upstream is a registry host such as docker.io, without a path");
+      }
+      if (upstream == "*") {
+        return at(lineOf(k), key,
+                  "the wildcard mirror is not supported: one proxy-cache project proxies one "
+                  "upstream, so name each upstream");
+      }
+      if (auto hp = splitHostPort(upstream); !hp) {
+        return at(lineOf(k), key, hp.error().message);
+      }
+      if (std::any_of(upstream.begin(), upstream.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+        return at(lineOf(k), key, "write registry hosts in lower case, as image names do");
+      }
+      auto project = scalar(k, v, key);
+      if (!project) {
+        return project.error();
+      }
+      if (!std::regex_match(project.value(), kPathComponent)) {
+        return at(k, v, key,
+                  "project \"" + project.value() +
+                      "\" is not a valid repository path component (lower-case letters, digits "
+                      "and single . _ or - between them, e.g. dockerhub-proxy)");
+      }
+      const std::string here = file_ + ":" + std::to_string(lineOf(k));
+      if (auto first = mirror_origin_.find(upstream); first != mirror_origin_.end()) {
+        return at(lineOf(k), key,
+                  "already set at " + first->second + "; each upstream may be mirrored once");
+      }
+      mirror_origin_[upstream] = here;
+      config_.mirrors[upstream] = project.value();
+    }
+    return Ok{};
+  }
+
+  Status mode(const YAML::Node& k, const YAML::Node& v) {
+    auto m = choice<MirrorMode>(k, v, "mode",
+                                {{"path", MirrorMode::kPath}, {"rewrite", MirrorMode::kRewrite}});
+    if (!m) {
+      return m.error();
+    }
+    config_.mode = m.value();
+    return Ok{};
+  }
+
+  Status k3s(const YAML::Node& name, const YAML::Node& node) {
+    auto& s = config_.k3s;
+    return section(node, "k3s", lineOf(name), {
+        {"distribution", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+           auto d = choice<Distribution>(k, v, "k3s.distribution",
+                                         {{"k3s", Distribution::kK3s}, {"rke2", Distribution::kRke2}});
+           if (!d) {
+             return d.error();
+           }
+           s.distribution = d.value();
+           return Ok{};
+         }},
+        {"unit", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+           auto u = scalar(k, v, "k3s.unit");
+           if (!u) {
+             return u.error();
+           }
+           std::string unit = u.value();
+           if (unit != "auto") {
+             if (!std::regex_match(unit, kUnitName)) {
+               return at(k, v, "k3s.unit", "\"" + unit + "\" is not a systemd unit name");
+             }
+             // systemctl accepts "k3s" for "k3s.service"; so do we, but say it the long way.
+             if (unit.find('.') == std::string::npos) {
+               unit += ".service";
+             } else if (unit.size() < 8 || unit.substr(unit.size() - 8) != ".service") {
+               return at(k, v, "k3s.unit", "must be a .service unit, got \"" + unit + "\"");
+             }
+           }
+           s.unit = unit;
+           return Ok{};
+         }},
+        {"restart", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+           auto r = choice<RestartPolicy>(
+               k, v, "k3s.restart",
+               {{"on-change", RestartPolicy::kOnChange}, {"never", RestartPolicy::kNever}});
+           if (!r) {
+             return r.error();
+           }
+           s.restart = r.value();
+           return Ok{};
+         }},
+        {"restart_timeout", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+           auto d = duration(k, v, "k3s.restart_timeout", false);
+           if (!d) {
+             return d.error();
+           }
+           s.restart_timeout = d.value();
+           return Ok{};
+         }},
+    });
+  }
+
+  Status daemon(const YAML::Node& name, const YAML::Node& node) {
+    auto& d = config_.daemon;
+    auto set_duration = [this](const std::string& key, Duration* field) {
+      return [this, key, field](const YAML::Node& k, const YAML::Node& v) -> Status {
+        auto parsed = duration(k, v, key, true);
+        if (!parsed) {
+          return parsed.error();
+        }
+        *field = parsed.value();
+        return Ok{};
+      };
+    };
+    return section(node, "daemon", lineOf(name), {
+        {"debounce", set_duration("daemon.debounce", &d.debounce)},
+        {"splay", set_duration("daemon.splay", &d.splay)},
+        {"probe_interval", set_duration("daemon.probe_interval", &d.probe_interval)},
+        {"drift", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+           auto p = choice<DriftPolicy>(k, v, "daemon.drift",
+                                        {{"correct", DriftPolicy::kCorrect},
+                                         {"report", DriftPolicy::kReport}});
+           if (!p) {
+             return p.error();
+           }
+           d.drift = p.value();
+           return Ok{};
+         }},
+        {"metrics_textfile", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+           auto s = scalar(k, v, "daemon.metrics_textfile");
+           if (!s) {
+             return s.error();
+           }
+           if (!s.value().empty()) {
+             if (s.value().front() != '/') {
+               return at(k, v, "daemon.metrics_textfile", "must be an absolute path or \"\"");
+             }
+             if (s.value().size() < 5 || s.value().substr(s.value().size() - 5) != ".prom") {
+               return at(k, v, "daemon.metrics_textfile",
+                         "must end in .prom, or node_exporter's textfile collector ignores it");
+             }
+           }
+           d.metrics_textfile = s.value();
+           return Ok{};
+         }},
+    });
+  }
+
+  const std::string& file_;
+  Config& config_;
+  std::map<std::string, std::string>& mirror_origin_;
+};
+
+// Checks that need the whole merged config.
+Status checkComplete(const Config& c, const std::vector<ConfigSource>& sources) {
+  const std::string where = sources.empty() ? "config" : sources.front().path;
+  auto missing = [&](const std::string& key, const std::string& example) {
+    return configError(where + ": " + key + ": is not set; add e.g. \"" + example + "\"");
+  };
+  if (c.registry.url.empty()) {
+    return missing("registry.url", "registry: {url: https://harbor.home.lab}");
+  }
+  if (c.mirrors.empty()) {
+    return missing("mirrors", "mirrors: {docker.io: dockerhub-proxy}");
+  }
+  if (c.registry.auth) {
+    const std::string at = c.originOf("registry.auth");
+    if (c.registry.auth->username.empty()) {
+      return configError(at + ": registry.auth.username: is not set; auth needs a username");
+    }
+    if (c.registry.auth->password_file.empty()) {
+      return configError(at + ": registry.auth.password_file: is not set; auth needs a file "
+                              "holding the password");
+    }
+  }
+  if (c.registry.scheme == "http" && !c.registry.ca_file.empty()) {
+    return configError(c.originOf("registry.ca_file") +
+                       ": registry.ca_file: the cache URL is http://, so no TLS is used and a CA "
+                       "has no effect; use https:// or remove ca_file");
+  }
+  if (c.registry.scheme == "http" && c.registry.insecure_skip_verify) {
+    return configError(c.originOf("registry.insecure_skip_verify") +
+                       ": registry.insecure_skip_verify: the cache URL is http://, so there is "
+                       "no TLS to skip verifying");
+  }
+  return Ok{};
+}
+
+}  // namespace
+
+std::string Config::originOf(const std::string& key) const {
+  auto it = origins.find(key);
+  return it == origins.end() ? "config" : it->second;
+}
+
+Result<Config> parseConfig(const std::vector<ConfigSource>& sources) {
+  Config config;
+  std::map<std::string, std::string> mirror_origin;
+  for (const auto& source : sources) {
+    FileParser parser(source.path, config, mirror_origin);
+    if (auto parsed = parser.parse(source.text); !parsed) {
+      return parsed.error();
+    }
+  }
+  if (auto complete = checkComplete(config, sources); !complete) {
+    return complete.error();
+  }
+  return config;
+}
+
+std::string registriesPath(Distribution d) {
+  return d == Distribution::kRke2 ? "/etc/rancher/rke2/registries.yaml"
+                                  : "/etc/rancher/k3s/registries.yaml";
+}
+
+namespace {
+
+// The password file: a regular file, root's, not readable by group or others. Its content,
+// without the trailing newline editors add, is the password.
+Result<std::string> readPasswordFile(const Config& config, const Root& root) {
+  const std::string key = "registry.auth.password_file";
+  const std::string where = config.originOf(key) + ": " + key + ": ";
+  const std::string path = root.path(config.registry.auth->password_file);
+  auto info = statFile(path);
+  if (!info) {
+    return configError(where + info.error().message);
+  }
+  if (!info.value().regular) {
+    return configError(where + path + " is not a regular file");
+  }
+  if (info.value().owner != 0) {
+    return configError(where + path + " must be owned by root (chown root: " + path + ")");
+  }
+  if ((info.value().mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", info.value().mode);
+    return configError(where + path + " is readable by group or others (mode " + mode +
+                       "); run chmod 600 " + path);
+  }
+  auto content = readFile(path, 64 * 1024);
+  if (!content) {
+    return configError(where + content.error().message);
+  }
+  if (!content.value()) {
+    return configError(where + path + " does not exist");
+  }
+  std::string password = std::move(*content.value());
+  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
+    password.pop_back();
+  }
+  if (password.empty()) {
+    return configError(where + path + " is empty");
+  }
+  if (password.find('\n') != std::string::npos) {
+    return configError(where + path + " has more than one line; it must hold only the password");
+  }
+  return password;
+}
+
+}  // namespace
+
+Result<Config> loadConfig(const std::string& config_path, const Root& root) {
+  std::vector<ConfigSource> sources;
+  auto main_text = readFile(config_path);
+  if (!main_text) {
+    return configError("read config " + config_path + ": " + main_text.error().message);
+  }
+  if (!main_text.value()) {
+    return configError("read config " + config_path +
+                       ": no such file; write one (see the README's config reference)");
+  }
+  sources.push_back({config_path, std::move(*main_text.value())});
+
+  const auto dropin_dir = std::filesystem::path(config_path).parent_path() / "config.d";
+  std::vector<std::string> dropins;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dropin_dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const auto& p = it->path();
+    if (p.extension() == ".yaml" && p.filename().string().front() != '.') {
+      dropins.push_back(p.string());
+    }
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return configError("read config directory " + dropin_dir.string() + ": " + ec.message());
+  }
+  std::sort(dropins.begin(), dropins.end());
+  for (const auto& path : dropins) {
+    auto text = readFile(path);
+    if (!text) {
+      return configError("read config " + path + ": " + text.error().message);
+    }
+    if (text.value()) {  // removed between listing and reading: it no longer counts
+      sources.push_back({path, std::move(*text.value())});
+    }
+  }
+
+  auto config = parseConfig(sources);
+  if (!config) {
+    return config;
+  }
+  if (config.value().registry.auth) {
+    auto password = readPasswordFile(config.value(), root);
+    if (!password) {
+      return password.error();
+    }
+    config.value().registry.auth->password = std::move(password.value());
+  }
+  return config;
+}
+
+}  // namespace k3sma

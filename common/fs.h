@@ -1,0 +1,124 @@
+#pragma once
+// Files on the node: an owned fd, reading with a size limit, atomic writes, the apply lock, a
+// temporary directory for tests, and --root prefixing. Everything apply does to the disk goes
+// through the small Files interface so tests can swap in a fake that fails on purpose.
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/error.h"
+
+namespace k3sma {
+
+// Move-only owner of a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd();
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Maps the paths a node sees (/etc/rancher/k3s/registries.yaml) to the paths this process uses.
+// With --root DIR every path is prefixed with DIR, as `systemctl --root` and `dpkg --root` do.
+class Root {
+ public:
+  Root() = default;
+  explicit Root(std::string dir);
+  std::string path(std::string_view node_path) const;
+  const std::string& dir() const { return dir_; }
+  bool isSystem() const { return dir_.empty(); }
+
+ private:
+  std::string dir_;  // empty: the real root
+};
+
+// Files larger than this are not config, certificates or registries.yaml; refuse them rather
+// than read a mistaken /dev/zero into memory.
+inline constexpr size_t kMaxFileSize = 4 * 1024 * 1024;
+
+// Reads a whole file. std::nullopt when it does not exist; an error for anything else.
+Result<std::optional<std::string>> readFile(const std::string& path,
+                                            size_t limit = kMaxFileSize);
+
+// Writes content to path atomically: a temporary file in the same directory, fsync, rename
+// over path, fsync of the directory. Creates missing parent directories with mode 0755.
+// A crash leaves either the old or the new file, never a torn one.
+Status writeFileAtomic(const std::string& path, std::string_view content, mode_t mode);
+
+// Removes path and fsyncs its directory; a path that does not exist is not an error.
+Status removeFile(const std::string& path);
+
+// Creates a directory and its parents with mode.
+Status makeDirs(const std::string& path, mode_t mode);
+
+struct FileInfo {
+  bool regular = false;
+  uid_t owner = 0;
+  mode_t mode = 0;  // permission bits only
+};
+Result<FileInfo> statFile(const std::string& path);
+
+// Everything apply changes on disk; one real implementation (RealFiles) and fakes in tests.
+class Files {
+ public:
+  virtual ~Files() = default;
+  virtual Result<std::optional<std::string>> read(const std::string& path) = 0;
+  virtual Status write(const std::string& path, std::string_view content, mode_t mode) = 0;
+  virtual Status remove(const std::string& path) = 0;
+};
+
+class RealFiles final : public Files {
+ public:
+  Result<std::optional<std::string>> read(const std::string& path) override {
+    return readFile(path);
+  }
+  Status write(const std::string& path, std::string_view content, mode_t mode) override {
+    return writeFileAtomic(path, content, mode);
+  }
+  Status remove(const std::string& path) override { return removeFile(path); }
+};
+
+// An exclusive advisory lock (flock) held for the whole of an apply, so a daemon and an Ansible
+// run never interleave. Released when the object dies, or by the kernel when the process does.
+class FileLock {
+ public:
+  // Blocks until the lock is free; creates the lock file (0600) and its directory if needed.
+  static Result<FileLock> acquire(const std::string& path);
+
+ private:
+  explicit FileLock(Fd fd) : fd_(std::move(fd)) {}
+  Fd fd_;
+};
+
+// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  TempDir(TempDir&& other) noexcept : path_(std::exchange(other.path_, {})) {}
+  TempDir& operator=(TempDir&&) = delete;
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// "reason" text for errno, as strerror gives it.
+std::string errnoText(int err);
+
+}  // namespace k3sma

@@ -1,0 +1,28 @@
+#include "common/plan.h"
+
+namespace k3sma {
+
+Plan makePlan(const std::vector<DesiredFile>& desired,
+              const std::map<std::string, std::optional<std::string>>& current) {
+  Plan plan;
+  for (const auto& want : desired) {
+    auto it = current.find(want.path);
+    std::optional<std::string> have = it == current.end() ? std::nullopt : it->second;
+    if (have == want.content) {
+      continue;
+    }
+    plan.changes.push_back({want.path, have, want.content, want.mode, want.role});
+    // k3s reads registries.yaml at start and containerd loads the CA bundle once per process:
+    // either change needs a restart to take effect.
+    if (want.role == FileRole::kCa) {
+      plan.update_ca_certificates = true;
+      plan.restart_needed = true;
+    }
+    if (want.role == FileRole::kRegistries) {
+      plan.restart_needed = true;
+    }
+  }
+  return plan;
+}
+
+}  // namespace k3sma

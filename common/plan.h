@@ -1,0 +1,52 @@
+#pragma once
+// Desired files vs the files on the node -> what apply has to do. Pure: the caller reads the
+// disk and hands in contents; planning compares bytes and decides, in the order apply will do
+// it, which files to write or remove, whether update-ca-certificates must run and whether k3s
+// must be restarted to see the change.
+
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace k3sma {
+
+// What a file is for; it decides what a change to it implies.
+enum class FileRole {
+  kBackup,      // the node's own registries.yaml, kept for restore
+  kCa,          // a CA file under /usr/local/share/ca-certificates: update-ca-certificates, restart
+  kRegistries,  // registries.yaml: restart
+  kState,       // the agent's bookkeeping: nothing else
+};
+
+struct DesiredFile {
+  std::string path;                    // node path
+  std::optional<std::string> content;  // nullopt: the file must not exist
+  mode_t mode = 0600;
+  FileRole role = FileRole::kState;
+};
+
+struct FileChange {
+  std::string path;                    // node path
+  std::optional<std::string> before;   // nullopt: did not exist
+  std::optional<std::string> after;    // nullopt: remove
+  mode_t mode = 0600;
+  FileRole role = FileRole::kState;
+};
+
+struct Plan {
+  std::vector<FileChange> changes;  // in the order apply performs them
+  bool update_ca_certificates = false;
+  bool restart_needed = false;
+
+  bool empty() const { return changes.empty(); }
+};
+
+// current maps each desired path to its content on disk (nullopt: absent). A path missing from
+// current is treated as absent. Changes keep the order of desired.
+Plan makePlan(const std::vector<DesiredFile>& desired,
+              const std::map<std::string, std::optional<std::string>>& current);
+
+}  // namespace k3sma

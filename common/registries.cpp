@@ -1,0 +1,213 @@
+#include "common/registries.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <regex>
+#include <set>
+
+#include "common/yaml_emit.h"
+
+namespace k3sma {
+namespace {
+
+constexpr const char* kHeader =
+    "# Managed by k3s-mirror-agent: the mirrors and cache entries below are rewritten on every\n"
+    "# apply from /etc/k3s-mirror-agent/config.yaml; entries it does not manage are kept.\n"
+    "# k3s reads this file only when it starts. Undo with: k3s-mirror-agent restore\n";
+
+Result<YAML::Node> parseRegistries(const std::optional<std::string>& text,
+                                   const std::string& source) {
+  if (!text) {
+    return YAML::Node(YAML::NodeType::Map);
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(*text);
+  } catch (const YAML::Exception& e) {
+    return configError("parse " + source + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg +
+                       "; fix the file or move it away (k3s cannot read it either)");
+  }
+  if (root.IsNull()) {
+    return YAML::Node(YAML::NodeType::Map);
+  }
+  if (!root.IsMap()) {
+    return configError("parse " + source + ": the top level is not a mapping; fix the file or "
+                       "move it away");
+  }
+  for (const char* section : {"mirrors", "configs"}) {
+    if (root[section] && !root[section].IsMap() && !root[section].IsNull()) {
+      return configError("parse " + source + ":" + std::to_string(root[section].Mark().line + 1) +
+                         ": " + section + " is not a mapping; fix the file or move it away");
+    }
+  }
+  return root;
+}
+
+// A section (mirrors or configs) as a fresh map without the given keys. Building a new node
+// rather than calling remove() keeps yaml-cpp from sharing nodes with the parsed document.
+YAML::Node without(const YAML::Node& section, const std::set<std::string>& drop) {
+  YAML::Node kept(YAML::NodeType::Map);
+  if (section && section.IsMap()) {
+    for (const auto& item : section) {
+      if (drop.count(item.first.Scalar()) == 0) {
+        kept[item.first.Scalar()] = item.second;
+      }
+    }
+  }
+  return kept;
+}
+
+// The document with sections replaced; empty sections are left out.
+std::optional<std::string> assemble(const YAML::Node& current, const YAML::Node& mirrors,
+                                    const YAML::Node& configs) {
+  YAML::Node out(YAML::NodeType::Map);
+  for (const auto& item : current) {
+    const std::string key = item.first.Scalar();
+    if (key != "mirrors" && key != "configs") {
+      out[key] = item.second;  // not ours, not k3s's: keep it, k3s ignores it anyway
+    }
+  }
+  if (mirrors.size() > 0) {
+    out["mirrors"] = mirrors;
+  }
+  if (configs.size() > 0) {
+    out["configs"] = configs;
+  }
+  if (out.size() == 0) {
+    return std::nullopt;
+  }
+  return std::string(kHeader) + emitSorted(out);
+}
+
+std::set<std::string> managedBefore(const State& previous, bool mirrors) {
+  const auto& keys = mirrors ? previous.mirrors : previous.configs;
+  return {keys.begin(), keys.end()};
+}
+
+}  // namespace
+
+std::string caInstallPath(const CacheRegistry& registry) {
+  std::string name = registry.host;
+  for (char& c : name) {
+    const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '-';
+    if (!safe) {
+      c = '_';
+    }
+  }
+  return std::string(kCaDir) + "/" + name + ".crt";
+}
+
+std::string mirrorEndpoint(const Config& config, const std::string& project) {
+  if (config.mode == MirrorMode::kRewrite) {
+    return config.registry.url;
+  }
+  return config.registry.url + "/v2/" + project;
+}
+
+Result<RenderedRegistries> renderRegistries(const Config& config, const std::string& ca_node_path,
+                                            const std::optional<std::string>& current,
+                                            const std::string& source, const State& previous) {
+  auto parsed = parseRegistries(current, source);
+  if (!parsed) {
+    return parsed.error();
+  }
+  const YAML::Node& doc = parsed.value();
+  RenderedRegistries result;
+
+  // Ours now: every configured upstream, and the cache host's configs entry when it needs one.
+  std::set<std::string> mirror_keys;
+  for (const auto& [upstream, unused] : config.mirrors) {
+    mirror_keys.insert(upstream);
+  }
+  std::set<std::string> drop_mirrors = managedBefore(previous, true);
+  drop_mirrors.insert(mirror_keys.begin(), mirror_keys.end());
+  YAML::Node mirrors = without(doc["mirrors"], drop_mirrors);
+  for (const auto& [upstream, project] : config.mirrors) {
+    YAML::Node entry(YAML::NodeType::Map);
+    YAML::Node endpoints(YAML::NodeType::Sequence);
+    endpoints.push_back(quoted(mirrorEndpoint(config, project)));
+    entry["endpoint"] = endpoints;
+    if (config.mode == MirrorMode::kRewrite) {
+      // Harbor serves the upstream's repositories under the project: library/nginx becomes
+      // dockerhub-proxy/library/nginx. k3s applies this Go RE2 regex to the path.
+      YAML::Node rewrite(YAML::NodeType::Map);
+      rewrite["^(.*)$"] = quoted(project + "/$1");
+      entry["rewrite"] = rewrite;
+    }
+    mirrors[upstream] = entry;
+    result.mirrors.push_back(upstream);
+  }
+
+  // TLS and auth are looked up by the endpoint's host[:port] — the cache — never the upstream.
+  YAML::Node cache_entry(YAML::NodeType::Map);
+  const auto& reg = config.registry;
+  if (!ca_node_path.empty() || reg.insecure_skip_verify) {
+    YAML::Node tls(YAML::NodeType::Map);
+    if (!ca_node_path.empty()) {
+      tls["ca_file"] = quoted(ca_node_path);
+    }
+    if (reg.insecure_skip_verify) {
+      tls["insecure_skip_verify"] = true;
+    }
+    cache_entry["tls"] = tls;
+  }
+  if (reg.auth) {
+    YAML::Node auth(YAML::NodeType::Map);
+    auth["username"] = quoted(reg.auth->username);
+    auth["password"] = quoted(reg.auth->password);
+    cache_entry["auth"] = auth;
+  }
+  std::set<std::string> drop_configs = managedBefore(previous, false);
+  if (cache_entry.size() > 0) {
+    drop_configs.insert(reg.host);
+  }
+  YAML::Node configs = without(doc["configs"], drop_configs);
+  if (cache_entry.size() > 0) {
+    configs[reg.host] = cache_entry;
+    result.configs.push_back(reg.host);
+  }
+
+  result.text = assemble(doc, mirrors, configs).value_or(kHeader);
+  return result;
+}
+
+Result<std::optional<std::string>> removeManagedEntries(const std::string& current,
+                                                        const std::string& source,
+                                                        const State& previous) {
+  auto parsed = parseRegistries(current, source);
+  if (!parsed) {
+    return parsed.error();
+  }
+  const YAML::Node& doc = parsed.value();
+  return assemble(doc, without(doc["mirrors"], managedBefore(previous, true)),
+                  without(doc["configs"], managedBefore(previous, false)));
+}
+
+std::string maskSecrets(const std::string& text, const std::string& secret) {
+  static const std::regex kSecretLine(
+      R"(^(\s*(?:-\s+)?["']?(?:password|auth|identity_token)["']?\s*:\s*)(\S.*)$)");
+  std::string masked;
+  std::string::size_type start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    const bool has_newline = end != std::string::npos;
+    std::string line = text.substr(start, (has_newline ? end : text.size()) - start);
+    if (!secret.empty()) {
+      for (auto pos = line.find(secret); pos != std::string::npos;
+           pos = line.find(secret, pos + 8)) {
+        line.replace(pos, secret.size(), "********");
+      }
+    }
+    line = std::regex_replace(line, kSecretLine, "$1\"********\"");
+    masked += line;
+    if (has_newline) {
+      masked += '\n';
+    }
+    start = has_newline ? end + 1 : text.size();
+  }
+  return masked;
+}
+
+}  // namespace k3sma

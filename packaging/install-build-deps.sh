@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs the Debian 12 packages needed to build and test k3s-mirror-agent.
+# Used by the README's quick start and by .ci/run; safe to run again (apt-get is idempotent).
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+pkgs="cmake g++ make pkg-config
+  libyaml-cpp-dev libssl-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev
+  nlohmann-json3-dev libgtest-dev libgmock-dev
+  ca-certificates openssl diffutils"
+# Only touch the package lists when something is missing: keeps a second run fast and offline.
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  apt-get update -qq
+  # shellcheck disable=SC2086 # word splitting of the package list is intended
+  apt-get install -y -qq --no-install-recommends $missing
+fi

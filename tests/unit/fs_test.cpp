@@ -1,0 +1,109 @@
+#include "common/fs.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+namespace k3sma {
+namespace {
+
+mode_t modeOf(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+TEST(WriteFileAtomic, WritesContentWithExactModeEvenUnderAStrictUmask) {
+  TempDir dir;
+  const mode_t old_umask = ::umask(077);
+  const std::string path = dir.path() + "/etc/ssl/ca.crt";
+  ASSERT_TRUE(writeFileAtomic(path, "pem\n", 0644).ok());
+  ::umask(old_umask);
+  EXPECT_EQ(readFile(path).value(), "pem\n");
+  EXPECT_EQ(modeOf(path), 0644u);
+  EXPECT_EQ(modeOf(dir.path() + "/etc/ssl"), 0755u);
+}
+
+TEST(WriteFileAtomic, ReplacesTheFileWithANewInodeAndLeavesNoTemporaryBehind) {
+  TempDir dir;
+  const std::string path = dir.path() + "/f";
+  ASSERT_TRUE(writeFileAtomic(path, "one", 0600).ok());
+  struct stat before {};
+  ASSERT_EQ(::stat(path.c_str(), &before), 0);
+  ASSERT_TRUE(writeFileAtomic(path, "two", 0600).ok());
+  struct stat after {};
+  ASSERT_EQ(::stat(path.c_str(), &after), 0);
+  EXPECT_NE(before.st_ino, after.st_ino);  // renamed into place, not rewritten in place
+  EXPECT_EQ(readFile(path).value(), "two");
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1);
+}
+
+TEST(WriteFileAtomic, FailsWithAMessageNamingThePathWhenTheDirectoryCannotBeMade) {
+  TempDir dir;
+  ASSERT_TRUE(writeFileAtomic(dir.path() + "/file", "x", 0600).ok());
+  auto written = writeFileAtomic(dir.path() + "/file/below", "x", 0600);
+  ASSERT_FALSE(written.ok());
+  EXPECT_NE(written.error().message.find(dir.path() + "/file"), std::string::npos);
+}
+
+TEST(ReadFile, TellsAMissingFileFromAnError) {
+  TempDir dir;
+  auto missing = readFile(dir.path() + "/nope");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing.value().has_value());
+  auto directory = readFile(dir.path());
+  EXPECT_FALSE(directory.ok());
+}
+
+TEST(ReadFile, RefusesFilesOverTheLimit) {
+  TempDir dir;
+  ASSERT_TRUE(writeFileAtomic(dir.path() + "/big", std::string(100, 'x'), 0600).ok());
+  auto read = readFile(dir.path() + "/big", 10);
+  ASSERT_FALSE(read.ok());
+  EXPECT_NE(read.error().message.find("larger than 10 bytes"), std::string::npos);
+}
+
+TEST(RemoveFile, RemovesAndIgnoresAMissingFile) {
+  TempDir dir;
+  ASSERT_TRUE(writeFileAtomic(dir.path() + "/f", "x", 0600).ok());
+  EXPECT_TRUE(removeFile(dir.path() + "/f").ok());
+  EXPECT_FALSE(readFile(dir.path() + "/f").value().has_value());
+  EXPECT_TRUE(removeFile(dir.path() + "/f").ok());
+}
+
+TEST(Root, PrefixesNodePathsAndIsTransparentWithoutADirectory) {
+  EXPECT_EQ(Root().path("/etc/x"), "/etc/x");
+  EXPECT_EQ(Root("/").path("/etc/x"), "/etc/x");
+  EXPECT_EQ(Root("/tmp/r/").path("/etc/x"), "/tmp/r/etc/x");
+  EXPECT_TRUE(Root("/").isSystem());
+}
+
+TEST(FileLock, CreatesItsFileOnlyReadableByRoot) {
+  TempDir dir;
+  const std::string path = dir.path() + "/state/apply.lock";
+  {
+    auto lock = FileLock::acquire(path);
+    ASSERT_TRUE(lock.ok()) << lock.error().message;
+    EXPECT_EQ(modeOf(path), 0600u);
+    EXPECT_EQ(modeOf(dir.path() + "/state"), 0700u);
+  }
+  EXPECT_TRUE(FileLock::acquire(path).ok());  // released with the first
+}
+
+TEST(TempDir, RemovesEverythingInItOnDestruction) {
+  std::string path;
+  {
+    TempDir dir;
+    path = dir.path();
+    ASSERT_TRUE(writeFileAtomic(path + "/a/b/c", "x", 0600).ok());
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+}  // namespace
+}  // namespace k3sma

@@ -1,0 +1,63 @@
+#include "common/plan.h"
+
+#include <gtest/gtest.h>
+
+namespace k3sma {
+namespace {
+
+TEST(MakePlan, IsEmptyWhenEveryFileAlreadyHoldsItsContent) {
+  std::vector<DesiredFile> desired{{"/a", "x", 0600, FileRole::kRegistries},
+                                   {"/b", std::nullopt, 0644, FileRole::kCa}};
+  const auto plan = makePlan(desired, {{"/a", "x"}, {"/b", std::nullopt}});
+  EXPECT_TRUE(plan.empty());
+  EXPECT_FALSE(plan.restart_needed);
+  EXPECT_FALSE(plan.update_ca_certificates);
+}
+
+TEST(MakePlan, RegistriesChangeNeedsRestartButNotTheTrustStore) {
+  const auto plan = makePlan({{"/r", "new", 0600, FileRole::kRegistries}}, {{"/r", "old"}});
+  ASSERT_EQ(plan.changes.size(), 1u);
+  EXPECT_EQ(plan.changes[0].before, "old");
+  EXPECT_EQ(plan.changes[0].after, "new");
+  EXPECT_TRUE(plan.restart_needed);
+  EXPECT_FALSE(plan.update_ca_certificates);
+}
+
+TEST(MakePlan, CaChangeNeedsUpdateCaCertificatesAndRestart) {
+  const auto plan = makePlan({{"/ca.crt", "pem", 0644, FileRole::kCa}}, {});
+  ASSERT_EQ(plan.changes.size(), 1u);
+  EXPECT_FALSE(plan.changes[0].before.has_value());
+  EXPECT_TRUE(plan.update_ca_certificates);
+  EXPECT_TRUE(plan.restart_needed);
+}
+
+TEST(MakePlan, RemovingAnObsoleteCaAlsoRebuildsTheTrustStore) {
+  const auto plan = makePlan({{"/old.crt", std::nullopt, 0644, FileRole::kCa}}, {{"/old.crt", "pem"}});
+  ASSERT_EQ(plan.changes.size(), 1u);
+  EXPECT_FALSE(plan.changes[0].after.has_value());
+  EXPECT_TRUE(plan.update_ca_certificates);
+}
+
+TEST(MakePlan, StateOrBackupChangesAloneNeedNoRestart) {
+  const auto plan = makePlan({{"/s", "1", 0600, FileRole::kState}, {"/b", "2", 0600, FileRole::kBackup}}, {});
+  EXPECT_EQ(plan.changes.size(), 2u);
+  EXPECT_FALSE(plan.restart_needed);
+  EXPECT_FALSE(plan.update_ca_certificates);
+}
+
+TEST(MakePlan, KeepsTheOrderOfTheDesiredFiles) {
+  const auto plan = makePlan({{"/backup", "b", 0600, FileRole::kBackup},
+                              {"/ca", "c", 0644, FileRole::kCa},
+                              {"/reg", "r", 0600, FileRole::kRegistries},
+                              {"/state", "s", 0600, FileRole::kState}},
+                             {});
+  ASSERT_EQ(plan.changes.size(), 4u);
+  EXPECT_EQ(plan.changes[0].path, "/backup");
+  EXPECT_EQ(plan.changes[1].path, "/ca");
+  EXPECT_EQ(plan.changes[2].path, "/reg");
+  EXPECT_EQ(plan.changes[3].path, "/state");
+  EXPECT_EQ(plan.changes[1].mode, 0644u);
+}
+
+}  // namespace
+}  // namespace k3sma

@@ -1,0 +1,292 @@
+// registries.yaml rendering. Each golden-file test names the k3s rule (SPEC.md "How k3s reads
+// registries.yaml") it pins; the golden files are in tests/data/golden/.
+#include "common/registries.h"
+
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+
+#include "tests/support/golden.h"
+
+namespace k3sma {
+namespace {
+
+using testing::expectGolden;
+
+constexpr const char* kCaPath =
+    "/usr/local/share/ca-certificates/k3s-mirror-agent/harbor.home.lab.crt";
+
+Config configFrom(const std::string& yaml) {
+  auto parsed = parseConfig({{"config.yaml", yaml}});
+  if (!parsed) {
+    ADD_FAILURE() << parsed.error().message;
+    return {};
+  }
+  return parsed.value();
+}
+
+Config threeMirrors() {
+  return configFrom(R"(registry:
+  url: https://harbor.home.lab
+  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem
+mirrors:
+  docker.io: dockerhub-proxy
+  ghcr.io: ghcr-proxy
+  quay.io: quay-proxy
+)");
+}
+
+RenderedRegistries render(const Config& config, const std::string& ca_path,
+                          const std::optional<std::string>& current = std::nullopt,
+                          const State& previous = {}) {
+  auto rendered = renderRegistries(config, ca_path, current, "registries.yaml", previous);
+  if (!rendered) {
+    ADD_FAILURE() << rendered.error().message;
+    return {};
+  }
+  return rendered.value();
+}
+
+// Rule: an endpoint whose path is not empty, / or /v2 is used verbatim (containerd's
+// override_path), so <cache>/v2/<project> reaches a Harbor proxy-cache project; one project
+// proxies one upstream, so each upstream gets its own project.
+TEST(RenderRegistries, PathModeSendsEachUpstreamToItsOwnProjectUnderV2) {
+  const auto out = render(threeMirrors(), kCaPath);
+  expectGolden("path_mode.yaml", out.text);
+  const auto doc = YAML::Load(out.text);
+  EXPECT_EQ(doc["mirrors"]["docker.io"]["endpoint"][0].as<std::string>(),
+            "https://harbor.home.lab/v2/dockerhub-proxy");
+  EXPECT_EQ(doc["mirrors"]["quay.io"]["endpoint"][0].as<std::string>(),
+            "https://harbor.home.lab/v2/quay-proxy");
+}
+
+// Rule: rewrite is a k3s-only opt-in; the endpoint is the bare cache and the regex maps the
+// repository path into the project.
+TEST(RenderRegistries, RewriteModeUsesBareEndpointAndProjectPrefixRegex) {
+  auto config = threeMirrors();
+  config.mode = MirrorMode::kRewrite;
+  const auto out = render(config, kCaPath);
+  expectGolden("rewrite_mode.yaml", out.text);
+  const auto doc = YAML::Load(out.text);
+  EXPECT_EQ(doc["mirrors"]["docker.io"]["endpoint"][0].as<std::string>(),
+            "https://harbor.home.lab");
+  EXPECT_EQ(doc["mirrors"]["docker.io"]["rewrite"]["^(.*)$"].as<std::string>(),
+            "dockerhub-proxy/$1");
+}
+
+// Rule: TLS and auth are looked up under configs.<endpoint host[:port]>: never the upstream
+// name, never a URL with a scheme.
+TEST(RenderRegistries, ConfigsAreKeyedByCacheHostAndPortNotUpstreamOrUrl) {
+  auto config = configFrom(R"(registry:
+  url: https://harbor.home.lab:8443/
+  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem
+mirrors:
+  docker.io: dockerhub-proxy
+)");
+  const auto out = render(config, caInstallPath(config.registry));
+  expectGolden("configs_host_port.yaml", out.text);
+  const auto doc = YAML::Load(out.text);
+  ASSERT_EQ(doc["configs"].size(), 1u);
+  EXPECT_TRUE(doc["configs"]["harbor.home.lab:8443"]);
+  EXPECT_FALSE(doc["configs"]["docker.io"]);
+  EXPECT_FALSE(doc["configs"]["https://harbor.home.lab:8443"]);
+  EXPECT_EQ(doc["configs"]["harbor.home.lab:8443"]["tls"]["ca_file"].as<std::string>(),
+            "/usr/local/share/ca-certificates/k3s-mirror-agent/harbor.home.lab_8443.crt");
+}
+
+// Rule: configs.<host>.auth holds username and password; written only when configured.
+TEST(RenderRegistries, AuthIsWrittenOnlyWhenConfigured) {
+  auto config = threeMirrors();
+  EXPECT_FALSE(YAML::Load(render(config, kCaPath).text)["configs"]["harbor.home.lab"]["auth"]);
+  config.registry.auth = RegistryAuth{"robot$k3s", "/etc/k3s-mirror-agent/pw", "s3cret"};
+  const auto out = render(config, kCaPath);
+  expectGolden("auth.yaml", out.text);
+  const auto auth = YAML::Load(out.text)["configs"]["harbor.home.lab"]["auth"];
+  EXPECT_EQ(auth["username"].as<std::string>(), "robot$k3s");
+  EXPECT_EQ(auth["password"].as<std::string>(), "s3cret");
+}
+
+// Rule: tls.insecure_skip_verify is written only when asked, as a YAML boolean.
+TEST(RenderRegistries, InsecureSkipVerifyOnlyWhenAskedAndAsBoolean) {
+  auto config = configFrom(R"(registry:
+  url: https://harbor.home.lab
+  insecure_skip_verify: true
+mirrors:
+  docker.io: dockerhub-proxy
+)");
+  const auto out = render(config, "");
+  expectGolden("insecure.yaml", out.text);
+  const auto tls = YAML::Load(out.text)["configs"]["harbor.home.lab"]["tls"];
+  EXPECT_EQ(tls["insecure_skip_verify"].Tag(), "?");  // plain scalar: a bool, not "true"
+  EXPECT_TRUE(tls["insecure_skip_verify"].as<bool>());
+  EXPECT_FALSE(tls["ca_file"]);
+  EXPECT_EQ(render(threeMirrors(), kCaPath).text.find("insecure_skip_verify"), std::string::npos);
+}
+
+// Rule: a publicly trusted http(s) cache without CA, auth or skip needs no configs entry.
+TEST(RenderRegistries, NoConfigsEntryWhenNothingToSay) {
+  auto config = configFrom("registry: {url: http://cache.lan:5000}\nmirrors: {docker.io: hub}\n");
+  const auto out = render(config, "");
+  expectGolden("plain_http.yaml", out.text);
+  EXPECT_FALSE(YAML::Load(out.text)["configs"]);
+}
+
+// Rule: k3s ignores unknown keys silently, so the agent must only ever write keys of the schema.
+TEST(RenderRegistries, WritesOnlyKeysOfTheK3sSchema) {
+  auto config = threeMirrors();
+  config.registry.auth = RegistryAuth{"u", "/p", "pw"};
+  config.registry.insecure_skip_verify = true;
+  const auto doc = YAML::Load(render(config, kCaPath).text);
+  const std::set<std::string> mirror_keys{"endpoint", "rewrite"};
+  const std::set<std::string> config_keys{"auth", "tls"};
+  const std::set<std::string> auth_keys{"username", "password", "auth", "identity_token"};
+  const std::set<std::string> tls_keys{"ca_file", "cert_file", "key_file", "insecure_skip_verify"};
+  for (const auto& top : doc) {
+    EXPECT_TRUE(top.first.Scalar() == "mirrors" || top.first.Scalar() == "configs");
+  }
+  for (const auto& mirror : doc["mirrors"]) {
+    for (const auto& key : mirror.second) {
+      EXPECT_TRUE(mirror_keys.count(key.first.Scalar())) << key.first.Scalar();
+    }
+  }
+  for (const auto& host : doc["configs"]) {
+    for (const auto& key : host.second) {
+      EXPECT_TRUE(config_keys.count(key.first.Scalar())) << key.first.Scalar();
+    }
+    for (const auto& key : host.second["auth"]) {
+      EXPECT_TRUE(auth_keys.count(key.first.Scalar())) << key.first.Scalar();
+    }
+    for (const auto& key : host.second["tls"]) {
+      EXPECT_TRUE(tls_keys.count(key.first.Scalar())) << key.first.Scalar();
+    }
+  }
+}
+
+// Rule: the default upstream endpoint stays k3s's own last fallback; the agent lists only the
+// cache and never adds the upstream (nor --disable-default-registry-endpoint's effect).
+TEST(RenderRegistries, EndpointListHoldsOnlyTheCache) {
+  const auto doc = YAML::Load(render(threeMirrors(), kCaPath).text);
+  for (const auto& mirror : doc["mirrors"]) {
+    ASSERT_EQ(mirror.second["endpoint"].size(), 1u);
+    EXPECT_EQ(mirror.second["endpoint"][0].as<std::string>().rfind("https://harbor.home.lab/", 0),
+              0u);
+  }
+}
+
+// Rule: containerd loads the system bundle once per process; tls.ca_file pointing at the
+// installed CA, as the node sees it, is the reliable path.
+TEST(RenderRegistries, CaFileIsTheInstalledPathAsTheNodeSeesIt) {
+  const auto doc = YAML::Load(render(threeMirrors(), kCaPath).text);
+  EXPECT_EQ(doc["configs"]["harbor.home.lab"]["tls"]["ca_file"].as<std::string>(), kCaPath);
+}
+
+// SPEC.md: entries the agent does not manage are kept; an upstream the config names replaces
+// the file's entry for it.
+TEST(RenderRegistries, KeepsUnmanagedEntriesAndReplacesNamedUpstreams) {
+  const std::string current = R"(# the node's own file
+mirrors:
+  docker.io:
+    endpoint:
+      - "https://old-mirror.example"
+  registry.internal:5000:
+    endpoint:
+      - "http://registry.internal:5000"
+configs:
+  registry.internal:5000:
+    tls:
+      insecure_skip_verify: true
+)";
+  const auto out = render(threeMirrors(), kCaPath, current);
+  expectGolden("merge_existing.yaml", out.text);
+  const auto doc = YAML::Load(out.text);
+  EXPECT_EQ(doc["mirrors"]["registry.internal:5000"]["endpoint"][0].as<std::string>(),
+            "http://registry.internal:5000");
+  EXPECT_TRUE(doc["configs"]["registry.internal:5000"]["tls"]["insecure_skip_verify"].as<bool>());
+  EXPECT_EQ(doc["mirrors"]["docker.io"]["endpoint"][0].as<std::string>(),
+            "https://harbor.home.lab/v2/dockerhub-proxy");
+  EXPECT_EQ(out.mirrors, (std::vector<std::string>{"docker.io", "ghcr.io", "quay.io"}));
+  EXPECT_EQ(out.configs, (std::vector<std::string>{"harbor.home.lab"}));
+}
+
+// SPEC.md: a mirror removed from the config is removed from registries.yaml (the state says
+// the agent wrote it); one it never wrote is left alone.
+TEST(RenderRegistries, DropsEntriesItManagedBeforeAndNoLongerWants) {
+  const auto before = render(threeMirrors(), kCaPath);
+  std::string current = before.text + "";
+  auto config = threeMirrors();
+  config.mirrors.erase("quay.io");
+  State previous;
+  previous.mirrors = before.mirrors;
+  previous.configs = before.configs;
+  const auto out = render(config, kCaPath, current, previous);
+  EXPECT_FALSE(YAML::Load(out.text)["mirrors"]["quay.io"]);
+  EXPECT_TRUE(YAML::Load(out.text)["mirrors"]["ghcr.io"]);
+}
+
+TEST(RenderRegistries, StartsWithHeaderSayingTheFileIsManaged) {
+  const auto out = render(threeMirrors(), kCaPath);
+  EXPECT_EQ(out.text.rfind("# Managed by k3s-mirror-agent", 0), 0u);
+}
+
+TEST(RenderRegistries, IsDeterministicWhateverTheInputOrder) {
+  const auto a = render(threeMirrors(), kCaPath);
+  auto reordered = configFrom(R"(mirrors:
+  quay.io: quay-proxy
+  docker.io: dockerhub-proxy
+  ghcr.io: ghcr-proxy
+registry:
+  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem
+  url: https://harbor.home.lab
+)");
+  EXPECT_EQ(a.text, render(reordered, kCaPath).text);
+  // Rendering its own output again changes nothing: apply is idempotent.
+  State previous{"", Original::kAbsent, a.mirrors, a.configs, {}};
+  EXPECT_EQ(a.text, render(threeMirrors(), kCaPath, a.text, previous).text);
+}
+
+TEST(RenderRegistries, RejectsAnExistingFileThatIsNotYamlNamingIt) {
+  auto rendered = renderRegistries(threeMirrors(), kCaPath, std::string("mirrors: [\n"),
+                                   "/etc/rancher/k3s/registries.yaml", {});
+  ASSERT_FALSE(rendered.ok());
+  EXPECT_NE(rendered.error().message.find("/etc/rancher/k3s/registries.yaml:"), std::string::npos)
+      << rendered.error().message;
+}
+
+TEST(RemoveManagedEntries, LeavesOnlyWhatTheNodeHadAndNothingWhenEmpty) {
+  const std::string current = "mirrors:\n  registry.internal:\n    endpoint: [\"http://r\"]\n";
+  const auto out = render(threeMirrors(), kCaPath, current);
+  State previous{"", Original::kAbsent, out.mirrors, out.configs, {}};
+  auto stripped = removeManagedEntries(out.text, "registries.yaml", previous);
+  ASSERT_TRUE(stripped.ok());
+  ASSERT_TRUE(stripped.value().has_value());
+  const auto doc = YAML::Load(*stripped.value());
+  EXPECT_TRUE(doc["mirrors"]["registry.internal"]);
+  EXPECT_FALSE(doc["mirrors"]["docker.io"]);
+  EXPECT_FALSE(doc["configs"]);
+
+  const auto only_ours = render(threeMirrors(), kCaPath);
+  State ours{"", Original::kAbsent, only_ours.mirrors, only_ours.configs, {}};
+  auto nothing = removeManagedEntries(only_ours.text, "registries.yaml", ours);
+  ASSERT_TRUE(nothing.ok());
+  EXPECT_FALSE(nothing.value().has_value());
+}
+
+TEST(CaInstallPath, UsesOnlySafeCharactersFromTheCacheHost) {
+  auto config = configFrom("registry: {url: \"https://[fd00::1]:8443\"}\nmirrors: {docker.io: a}\n");
+  EXPECT_EQ(caInstallPath(config.registry),
+            "/usr/local/share/ca-certificates/k3s-mirror-agent/_fd00__1__8443.crt");
+}
+
+TEST(MaskSecrets, HidesPasswordValuesAndTheConfiguredSecret) {
+  const std::string text =
+      "configs:\n  h:\n    auth:\n      password: \"hunter2\"\n      username: \"u\"\n"
+      "x: token-hunter2-end\n";
+  const auto masked = maskSecrets(text, "hunter2");
+  EXPECT_EQ(masked.find("hunter2"), std::string::npos) << masked;
+  EXPECT_NE(masked.find("password: \"********\""), std::string::npos) << masked;
+  EXPECT_NE(masked.find("username: \"u\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace k3sma
