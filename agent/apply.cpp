@@ -135,8 +135,8 @@ void execute(const Plan& plan, const Root& root, Deps& deps, Report& report) {
       }
     }
     const std::string path = root.path(change.path);
-    Status done_one = change.after ? deps.files.write(path, *change.after, change.mode)
-                                   : deps.files.remove(path);
+    Status done_one =
+        change.after ? deps.files.write(path, *change.after, change.mode) : deps.files.remove(path);
     if (!done_one) {
       failure = done_one.error();
       break;
@@ -192,11 +192,16 @@ std::vector<std::string> updateCaCommand(const Root& root) {
     return {"update-ca-certificates"};
   }
   return {"update-ca-certificates",
-          "--certsconf", root.path("/etc/ca-certificates.conf"),
-          "--certsdir", root.path("/usr/share/ca-certificates"),
-          "--localcertsdir", root.path("/usr/local/share/ca-certificates"),
-          "--etccertsdir", root.path("/etc/ssl/certs"),
-          "--hooksdir", root.path("/etc/ca-certificates/update.d")};
+          "--certsconf",
+          root.path("/etc/ca-certificates.conf"),
+          "--certsdir",
+          root.path("/usr/share/ca-certificates"),
+          "--localcertsdir",
+          root.path("/usr/local/share/ca-certificates"),
+          "--etccertsdir",
+          root.path("/etc/ssl/certs"),
+          "--hooksdir",
+          root.path("/etc/ca-certificates/update.d")};
 }
 
 Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
@@ -308,14 +313,13 @@ Report apply(const ApplyOptions& options, Deps& deps) {
   execute(plan, options.root, deps, report);
   if (!report.error && plan.restart_needed) {
     report.restart_needed = true;
-    const std::string unit = prepared.value().config.k3s.distribution == Distribution::kRke2
-                                 ? "rke2"
-                                 : "k3s";
-    report.notes.push_back(
-        options.root.isSystem()
-            ? unit + " reads these files only when it starts: restart it (" + unit +
-                  ".service or " + unit + "-agent.service) for them to take effect"
-            : "no unit restarted: --root was given");
+    const std::string unit =
+        prepared.value().config.k3s.distribution == Distribution::kRke2 ? "rke2" : "k3s";
+    report.notes.push_back(options.root.isSystem()
+                               ? unit + " reads these files only when it starts: restart it (" +
+                                     unit + ".service or " + unit +
+                                     "-agent.service) for them to take effect"
+                               : "no unit restarted: --root was given");
   }
   return report;
 }
@@ -365,9 +369,12 @@ Report restore(const ApplyOptions& options, Deps& deps) {
       return report;
     }
     if (!backup.value()) {
-      report.error = configError("restore: the state says the node's own registries.yaml was "
-                                 "kept at " + std::string(kBackupPath) + ", but it is not there; "
-                                 "nothing was changed");
+      report.error = configError(
+          "restore: the state says the node's own registries.yaml was "
+          "kept at " +
+          std::string(kBackupPath) +
+          ", but it is not there; "
+          "nothing was changed");
       return report;
     }
     wanted = backup.value();

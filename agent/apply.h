@@ -53,7 +53,7 @@ struct Report {
 
 struct Prepared {
   Config config;
-  State state;  // as on disk before this apply
+  State state;                  // as on disk before this apply
   std::string registries_path;  // node path
   std::string registries_text;  // what registries.yaml should hold
   Plan plan;

@@ -244,17 +244,19 @@ int runCli(int argc, char** argv, Deps& deps) {
   app.require_subcommand(1);
   app.footer(kFooter);
 
-  auto* apply_cmd = app.add_subcommand(
-      "apply", "Write registries.yaml and install the CA if they differ from the config "
-               "(also spelled --apply)");
+  auto* apply_cmd =
+      app.add_subcommand("apply",
+                         "Write registries.yaml and install the CA if they differ from the config "
+                         "(also spelled --apply)");
   addCommonOptions(*apply_cmd, o);
   apply_cmd->add_flag("--dry-run", o.dry_run,
                       "Only say what would change (exit 3 when something would)");
   apply_cmd->add_flag("--no-restart", o.no_restart, "Write the files but restart nothing");
 
   auto* diff_cmd = app.add_subcommand(
-      "diff", "Show what apply would change as a unified diff, secrets masked (exit 3 when "
-              "something would)");
+      "diff",
+      "Show what apply would change as a unified diff, secrets masked (exit 3 when "
+      "something would)");
   addCommonOptions(*diff_cmd, o);
 
   auto* render_cmd =
@@ -266,9 +268,10 @@ int runCli(int argc, char** argv, Deps& deps) {
       app.add_subcommand("check", "Validate the config and the CA; change nothing (exit 0 or 2)");
   addCommonOptions(*check_cmd, o);
 
-  auto* restore_cmd = app.add_subcommand(
-      "restore", "Undo: put back the node's own registries.yaml, remove the agent's CA and "
-                 "entries, forget the state");
+  auto* restore_cmd =
+      app.add_subcommand("restore",
+                         "Undo: put back the node's own registries.yaml, remove the agent's CA and "
+                         "entries, forget the state");
   addCommonOptions(*restore_cmd, o);
   restore_cmd->add_flag("--dry-run", o.dry_run, "Only say what would change");
 

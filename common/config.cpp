@@ -17,7 +17,8 @@ namespace {
 // subset. A project is one component: "dockerhub-proxy", not "a/b".
 const std::regex kPathComponent("^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$");
 // A DNS name (letters, digits, hyphens, dots) or an IPv4 address.
-const std::regex kHostname("^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$");
+const std::regex kHostname(
+    "^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$");
 const std::regex kUnitName("^[A-Za-z0-9:_.\\\\@-]+$");
 
 int lineOf(const YAML::Node& node) { return node.Mark().line + 1; }
@@ -25,7 +26,8 @@ int lineOf(const YAML::Node& node) { return node.Mark().line + 1; }
 // Walks one file's YAML tree, applying what it finds to a Config and recording where.
 class FileParser {
  public:
-  FileParser(const std::string& file, Config& config, std::map<std::string, std::string>& first_seen_mirror)
+  FileParser(const std::string& file, Config& config,
+             std::map<std::string, std::string>& first_seen_mirror)
       : file_(file), config_(config), mirror_origin_(first_seen_mirror) {}
 
   Status parse(const std::string& text) {
@@ -33,7 +35,8 @@ class FileParser {
     try {
       docs = YAML::LoadAll(text);
     } catch (const YAML::Exception& e) {
-      return configError(file_ + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+      return configError(file_ + ":" + std::to_string(e.mark.line + 1) +
+                         ": invalid YAML: " + e.msg);
     }
     if (docs.size() > 1) {
       return configError(file_ + ":" + std::to_string(lineOf(docs[1])) +
@@ -42,13 +45,16 @@ class FileParser {
     if (docs.empty() || docs[0].IsNull()) {
       return Ok{};  // an empty file (or only comments) sets nothing
     }
-    return section(docs[0], "", 0, {
-        {"registry", [this](const YAML::Node& k, const YAML::Node& v) { return registry(k, v); }},
-        {"mirrors", [this](const YAML::Node& k, const YAML::Node& v) { return mirrors(k, v); }},
-        {"mode", [this](const YAML::Node& k, const YAML::Node& v) { return mode(k, v); }},
-        {"k3s", [this](const YAML::Node& k, const YAML::Node& v) { return k3s(k, v); }},
-        {"daemon", [this](const YAML::Node& k, const YAML::Node& v) { return daemon(k, v); }},
-    });
+    return section(
+        docs[0], "", 0,
+        {
+            {"registry",
+             [this](const YAML::Node& k, const YAML::Node& v) { return registry(k, v); }},
+            {"mirrors", [this](const YAML::Node& k, const YAML::Node& v) { return mirrors(k, v); }},
+            {"mode", [this](const YAML::Node& k, const YAML::Node& v) { return mode(k, v); }},
+            {"k3s", [this](const YAML::Node& k, const YAML::Node& v) { return k3s(k, v); }},
+            {"daemon", [this](const YAML::Node& k, const YAML::Node& v) { return daemon(k, v); }},
+        });
   }
 
  private:
@@ -119,8 +125,8 @@ class FileParser {
       return at(k, v, key, "has no value");
     }
     if (!v.IsScalar()) {
-      return at(k, v, key, std::string("must be a single value, not a ") +
-                               (v.IsMap() ? "mapping" : "list"));
+      return at(k, v, key,
+                std::string("must be a single value, not a ") + (v.IsMap() ? "mapping" : "list"));
     }
     record(key, k);
     return v.Scalar();
@@ -189,58 +195,68 @@ class FileParser {
 
   Status registry(const YAML::Node& name, const YAML::Node& node) {
     auto& r = config_.registry;
-    return section(node, "registry", lineOf(name), {
-        {"url", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-           auto s = scalar(k, v, "registry.url");
-           if (!s) {
-             return s.error();
-           }
-           return parseUrl(k, v, s.value());
-         }},
-        {"ca_file", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-           auto s = absolutePath(k, v, "registry.ca_file");
-           if (!s) {
-             return s.error();
-           }
-           r.ca_file = s.value();
-           return Ok{};
-         }},
-        {"insecure_skip_verify", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-           auto b = boolean(k, v, "registry.insecure_skip_verify");
-           if (!b) {
-             return b.error();
-           }
-           r.insecure_skip_verify = b.value();
-           return Ok{};
-         }},
-        {"auth", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-           if (!r.auth) {
-             r.auth.emplace();
-           }
-           record("registry.auth", k);
-           return section(v, "registry.auth", lineOf(k), {
-               {"username", [&](const YAML::Node& uk, const YAML::Node& uv) -> Status {
-                  auto s = scalar(uk, uv, "registry.auth.username");
-                  if (!s) {
-                    return s.error();
-                  }
-                  if (s.value().empty()) {
-                    return at(uk, uv, "registry.auth.username", "must not be empty");
-                  }
-                  r.auth->username = s.value();
-                  return Ok{};
-                }},
-               {"password_file", [&](const YAML::Node& pk, const YAML::Node& pv) -> Status {
-                  auto s = absolutePath(pk, pv, "registry.auth.password_file");
-                  if (!s) {
-                    return s.error();
-                  }
-                  r.auth->password_file = s.value();
-                  return Ok{};
-                }},
-           });
-         }},
-    });
+    return section(node, "registry", lineOf(name),
+                   {
+                       {"url",
+                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+                          auto s = scalar(k, v, "registry.url");
+                          if (!s) {
+                            return s.error();
+                          }
+                          return parseUrl(k, v, s.value());
+                        }},
+                       {"ca_file",
+                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+                          auto s = absolutePath(k, v, "registry.ca_file");
+                          if (!s) {
+                            return s.error();
+                          }
+                          r.ca_file = s.value();
+                          return Ok{};
+                        }},
+                       {"insecure_skip_verify",
+                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+                          auto b = boolean(k, v, "registry.insecure_skip_verify");
+                          if (!b) {
+                            return b.error();
+                          }
+                          r.insecure_skip_verify = b.value();
+                          return Ok{};
+                        }},
+                       {"auth",
+                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+                          if (!r.auth) {
+                            r.auth.emplace();
+                          }
+                          record("registry.auth", k);
+                          return section(
+                              v, "registry.auth", lineOf(k),
+                              {
+                                  {"username",
+                                   [&](const YAML::Node& uk, const YAML::Node& uv) -> Status {
+                                     auto s = scalar(uk, uv, "registry.auth.username");
+                                     if (!s) {
+                                       return s.error();
+                                     }
+                                     if (s.value().empty()) {
+                                       return at(uk, uv, "registry.auth.username",
+                                                 "must not be empty");
+                                     }
+                                     r.auth->username = s.value();
+                                     return Ok{};
+                                   }},
+                                  {"password_file",
+                                   [&](const YAML::Node& pk, const YAML::Node& pv) -> Status {
+                                     auto s = absolutePath(pk, pv, "registry.auth.password_file");
+                                     if (!s) {
+                                       return s.error();
+                                     }
+                                     r.auth->password_file = s.value();
+                                     return Ok{};
+                                   }},
+                              });
+                        }},
+                   });
   }
 
   Status parseUrl(const YAML::Node& k, const YAML::Node& v, const std::string& url) {
@@ -262,7 +278,8 @@ class FileParser {
     if (rest.find_first_of("/?#") != std::string::npos) {
       return at(k, v, key,
                 "must be scheme://host[:port] without a path; the proxy-cache projects go under "
-                "mirrors, got \"" + url + "\"");
+                "mirrors, got \"" +
+                    url + "\"");
     }
     if (rest.find('@') != std::string::npos) {
       return at(k, v, key, "must not contain credentials; use registry.auth");
@@ -274,7 +291,7 @@ class FileParser {
     r.host = rest;
     r.hostname = parsed.value().first;
     r.port = parsed.value().second != 0 ? parsed.value().second
-                                         : static_cast<uint16_t>(r.scheme == "https" ? 443 : 80);
+                                        : static_cast<uint16_t>(r.scheme == "https" ? 443 : 80);
     r.url = r.scheme + "://" + rest;
     return Ok{};
   }
@@ -366,7 +383,8 @@ class FileParser {
       if (auto hp = splitHostPort(upstream); !hp) {
         return at(lineOf(k), key, hp.error().message);
       }
-      if (std::any_of(upstream.begin(), upstream.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+      if (std::any_of(upstream.begin(), upstream.end(),
+                      [](char c) { return c >= 'A' && c <= 'Z'; })) {
         return at(lineOf(k), key, "write registry hosts in lower case, as image names do");
       }
       auto project = scalar(k, v, key);
@@ -402,55 +420,62 @@ class FileParser {
 
   Status k3s(const YAML::Node& name, const YAML::Node& node) {
     auto& s = config_.k3s;
-    return section(node, "k3s", lineOf(name), {
-        {"distribution", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-           auto d = choice<Distribution>(k, v, "k3s.distribution",
-                                         {{"k3s", Distribution::kK3s}, {"rke2", Distribution::kRke2}});
-           if (!d) {
-             return d.error();
-           }
-           s.distribution = d.value();
-           return Ok{};
-         }},
-        {"unit", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-           auto u = scalar(k, v, "k3s.unit");
-           if (!u) {
-             return u.error();
-           }
-           std::string unit = u.value();
-           if (unit != "auto") {
-             if (!std::regex_match(unit, kUnitName)) {
-               return at(k, v, "k3s.unit", "\"" + unit + "\" is not a systemd unit name");
-             }
-             // systemctl accepts "k3s" for "k3s.service"; so do we, but say it the long way.
-             if (unit.find('.') == std::string::npos) {
-               unit += ".service";
-             } else if (unit.size() < 8 || unit.substr(unit.size() - 8) != ".service") {
-               return at(k, v, "k3s.unit", "must be a .service unit, got \"" + unit + "\"");
-             }
-           }
-           s.unit = unit;
-           return Ok{};
-         }},
-        {"restart", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-           auto r = choice<RestartPolicy>(
-               k, v, "k3s.restart",
-               {{"on-change", RestartPolicy::kOnChange}, {"never", RestartPolicy::kNever}});
-           if (!r) {
-             return r.error();
-           }
-           s.restart = r.value();
-           return Ok{};
-         }},
-        {"restart_timeout", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-           auto d = duration(k, v, "k3s.restart_timeout", false);
-           if (!d) {
-             return d.error();
-           }
-           s.restart_timeout = d.value();
-           return Ok{};
-         }},
-    });
+    return section(
+        node, "k3s", lineOf(name),
+        {
+            {"distribution",
+             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+               auto d = choice<Distribution>(
+                   k, v, "k3s.distribution",
+                   {{"k3s", Distribution::kK3s}, {"rke2", Distribution::kRke2}});
+               if (!d) {
+                 return d.error();
+               }
+               s.distribution = d.value();
+               return Ok{};
+             }},
+            {"unit",
+             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+               auto u = scalar(k, v, "k3s.unit");
+               if (!u) {
+                 return u.error();
+               }
+               std::string unit = u.value();
+               if (unit != "auto") {
+                 if (!std::regex_match(unit, kUnitName)) {
+                   return at(k, v, "k3s.unit", "\"" + unit + "\" is not a systemd unit name");
+                 }
+                 // systemctl accepts "k3s" for "k3s.service"; so do we, but say it the long way.
+                 if (unit.find('.') == std::string::npos) {
+                   unit += ".service";
+                 } else if (unit.size() < 8 || unit.substr(unit.size() - 8) != ".service") {
+                   return at(k, v, "k3s.unit", "must be a .service unit, got \"" + unit + "\"");
+                 }
+               }
+               s.unit = unit;
+               return Ok{};
+             }},
+            {"restart",
+             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+               auto r = choice<RestartPolicy>(
+                   k, v, "k3s.restart",
+                   {{"on-change", RestartPolicy::kOnChange}, {"never", RestartPolicy::kNever}});
+               if (!r) {
+                 return r.error();
+               }
+               s.restart = r.value();
+               return Ok{};
+             }},
+            {"restart_timeout",
+             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+               auto d = duration(k, v, "k3s.restart_timeout", false);
+               if (!d) {
+                 return d.error();
+               }
+               s.restart_timeout = d.value();
+               return Ok{};
+             }},
+        });
   }
 
   Status daemon(const YAML::Node& name, const YAML::Node& node) {
@@ -465,38 +490,42 @@ class FileParser {
         return Ok{};
       };
     };
-    return section(node, "daemon", lineOf(name), {
-        {"debounce", set_duration("daemon.debounce", &d.debounce)},
-        {"splay", set_duration("daemon.splay", &d.splay)},
-        {"probe_interval", set_duration("daemon.probe_interval", &d.probe_interval)},
-        {"drift", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-           auto p = choice<DriftPolicy>(k, v, "daemon.drift",
-                                        {{"correct", DriftPolicy::kCorrect},
-                                         {"report", DriftPolicy::kReport}});
-           if (!p) {
-             return p.error();
-           }
-           d.drift = p.value();
-           return Ok{};
-         }},
-        {"metrics_textfile", [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-           auto s = scalar(k, v, "daemon.metrics_textfile");
-           if (!s) {
-             return s.error();
-           }
-           if (!s.value().empty()) {
-             if (s.value().front() != '/') {
-               return at(k, v, "daemon.metrics_textfile", "must be an absolute path or \"\"");
-             }
-             if (s.value().size() < 5 || s.value().substr(s.value().size() - 5) != ".prom") {
-               return at(k, v, "daemon.metrics_textfile",
-                         "must end in .prom, or node_exporter's textfile collector ignores it");
-             }
-           }
-           d.metrics_textfile = s.value();
-           return Ok{};
-         }},
-    });
+    return section(
+        node, "daemon", lineOf(name),
+        {
+            {"debounce", set_duration("daemon.debounce", &d.debounce)},
+            {"splay", set_duration("daemon.splay", &d.splay)},
+            {"probe_interval", set_duration("daemon.probe_interval", &d.probe_interval)},
+            {"drift",
+             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+               auto p = choice<DriftPolicy>(
+                   k, v, "daemon.drift",
+                   {{"correct", DriftPolicy::kCorrect}, {"report", DriftPolicy::kReport}});
+               if (!p) {
+                 return p.error();
+               }
+               d.drift = p.value();
+               return Ok{};
+             }},
+            {"metrics_textfile",
+             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+               auto s = scalar(k, v, "daemon.metrics_textfile");
+               if (!s) {
+                 return s.error();
+               }
+               if (!s.value().empty()) {
+                 if (s.value().front() != '/') {
+                   return at(k, v, "daemon.metrics_textfile", "must be an absolute path or \"\"");
+                 }
+                 if (s.value().size() < 5 || s.value().substr(s.value().size() - 5) != ".prom") {
+                   return at(k, v, "daemon.metrics_textfile",
+                             "must end in .prom, or node_exporter's textfile collector ignores it");
+                 }
+               }
+               d.metrics_textfile = s.value();
+               return Ok{};
+             }},
+        });
   }
 
   const std::string& file_;
@@ -522,8 +551,9 @@ Status checkComplete(const Config& c, const std::vector<ConfigSource>& sources) 
       return configError(at + ": registry.auth.username: is not set; auth needs a username");
     }
     if (c.registry.auth->password_file.empty()) {
-      return configError(at + ": registry.auth.password_file: is not set; auth needs a file "
-                              "holding the password");
+      return configError(at +
+                         ": registry.auth.password_file: is not set; auth needs a file "
+                         "holding the password");
     }
   }
   if (c.registry.scheme == "http" && !c.registry.ca_file.empty()) {

@@ -12,10 +12,10 @@ namespace k3sma {
 
 // What kind of failure it was; the command line maps it to an exit code (SPEC.md).
 enum class ErrorKind {
-  kConfig,    // usage, config or CA problem: nothing was touched (exit 2)
-  kApply,     // applying failed, previous state restored (exit 1)
-  kPartial,   // applying failed and the previous state could not be fully restored (exit 4)
-  kProbe,     // the cache could not be reached or trusted (exit 5)
+  kConfig,   // usage, config or CA problem: nothing was touched (exit 2)
+  kApply,    // applying failed, previous state restored (exit 1)
+  kPartial,  // applying failed and the previous state could not be fully restored (exit 4)
+  kProbe,    // the cache could not be reached or trusted (exit 5)
 };
 
 struct Error {
@@ -32,7 +32,7 @@ inline Error configError(std::string message) { return {std::move(message), Erro
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}   // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(v_); }

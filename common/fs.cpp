@@ -79,9 +79,7 @@ Root::Root(std::string dir) : dir_(std::move(dir)) {
   }
 }
 
-std::string Root::path(std::string_view node_path) const {
-  return dir_ + std::string(node_path);
-}
+std::string Root::path(std::string_view node_path) const { return dir_ + std::string(node_path); }
 
 Result<std::optional<std::string>> readFile(const std::string& path, size_t limit) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
@@ -143,8 +141,8 @@ Status writeFileAtomic(const std::string& path, std::string_view content, mode_t
   }
   // The temporary name is unique per process and hidden, so a crash leaves at worst a stray
   // ".name.tmp-PID" next to the target, never a half-written target.
-  const std::string tmp = dir + "/." + std::filesystem::path(path).filename().string() +
-                          ".tmp-" + std::to_string(::getpid());
+  const std::string tmp = dir + "/." + std::filesystem::path(path).filename().string() + ".tmp-" +
+                          std::to_string(::getpid());
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
   if (!fd.valid()) {
     return sysError("create " + tmp, errno);
@@ -206,8 +204,8 @@ Result<FileLock> FileLock::acquire(const std::string& path) {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                     "/k3sma-test-XXXXXX";
+  std::string tmpl =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/k3sma-test-XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   if (::mkdtemp(buf.data()) == nullptr) {

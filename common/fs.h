@@ -50,8 +50,7 @@ class Root {
 inline constexpr size_t kMaxFileSize = 4 * 1024 * 1024;
 
 // Reads a whole file. std::nullopt when it does not exist; an error for anything else.
-Result<std::optional<std::string>> readFile(const std::string& path,
-                                            size_t limit = kMaxFileSize);
+Result<std::optional<std::string>> readFile(const std::string& path, size_t limit = kMaxFileSize);
 
 // Writes content to path atomically: a temporary file in the same directory, fsync, rename
 // over path, fsync of the directory. Creates missing parent directories with mode 0755.

@@ -29,9 +29,9 @@ struct DesiredFile {
 };
 
 struct FileChange {
-  std::string path;                    // node path
-  std::optional<std::string> before;   // nullopt: did not exist
-  std::optional<std::string> after;    // nullopt: remove
+  std::string path;                   // node path
+  std::optional<std::string> before;  // nullopt: did not exist
+  std::optional<std::string> after;   // nullopt: remove
   mode_t mode = 0600;
   FileRole role = FileRole::kState;
 };

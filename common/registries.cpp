@@ -32,7 +32,8 @@ Result<YAML::Node> parseRegistries(const std::optional<std::string>& text,
     return YAML::Node(YAML::NodeType::Map);
   }
   if (!root.IsMap()) {
-    return configError("parse " + source + ": the top level is not a mapping; fix the file or "
+    return configError("parse " + source +
+                       ": the top level is not a mapping; fix the file or "
                        "move it away");
   }
   for (const char* section : {"mirrors", "configs"}) {

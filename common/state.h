@@ -27,10 +27,10 @@ enum class Original {
 };
 
 struct State {
-  std::string registries_path;       // node path of the registries.yaml written
+  std::string registries_path;  // node path of the registries.yaml written
   Original original = Original::kUnknown;
-  std::vector<std::string> mirrors;  // keys under mirrors: the agent wrote (sorted)
-  std::vector<std::string> configs;  // keys under configs: the agent wrote (sorted)
+  std::vector<std::string> mirrors;   // keys under mirrors: the agent wrote (sorted)
+  std::vector<std::string> configs;   // keys under configs: the agent wrote (sorted)
   std::vector<std::string> ca_files;  // node paths of the CA files the agent installed (sorted)
 
   bool operator==(const State&) const = default;

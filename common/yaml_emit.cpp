@@ -1,25 +1,47 @@
 #include "common/yaml_emit.h"
 
 #include <algorithm>
+#include <cctype>
 #include <utility>
 #include <vector>
 
 namespace k3sma {
 namespace {
 
+// Keys such as "registry.internal:5000" or "^(.*)$" are valid plain YAML, but quoting anything
+// beyond a simple name keeps every YAML reader (k3s uses Go's) from second-guessing them.
+bool needsQuotes(const std::string& key) {
+  if (key.empty() || !std::isalpha(static_cast<unsigned char>(key.front()))) {
+    return true;
+  }
+  return std::any_of(key.begin(), key.end(), [](char c) {
+    return !std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-';
+  });
+}
+
 void emitNode(YAML::Emitter& out, const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Map: {
+      // Sort positions, not nodes: assigning a YAML::Node writes through to the node it refers
+      // to, so letting std::sort move Nodes around would rewrite the tree itself.
       std::vector<std::pair<std::string, YAML::Node>> items;
       for (const auto& item : node) {
         items.emplace_back(item.first.Scalar(), item.second);
       }
-      std::stable_sort(items.begin(), items.end(),
-                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::vector<size_t> order(items.size());
+      for (size_t i = 0; i < order.size(); ++i) {
+        order[i] = i;
+      }
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return items[a].first < items[b].first; });
       out << YAML::BeginMap;
-      for (const auto& [key, value] : items) {
-        out << YAML::Key << key << YAML::Value;
-        emitNode(out, value);
+      for (size_t i : order) {
+        out << YAML::Key;
+        if (needsQuotes(items[i].first)) {
+          out << YAML::DoubleQuoted;
+        }
+        out << items[i].first << YAML::Value;
+        emitNode(out, items[i].second);
       }
       out << YAML::EndMap;
       break;

@@ -1,12 +1,13 @@
 #!/bin/sh
-# Installs the Debian 12 packages needed to build and test k3s-mirror-agent.
+# Installs the Debian 12 packages needed to build and test k3s-mirror-agent (jq, openssl and
+# ca-certificates are for the black-box tests).
 # Used by the README's quick start and by .ci/run; safe to run again (apt-get is idempotent).
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 pkgs="cmake g++ make pkg-config
   libyaml-cpp-dev libssl-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev
-  nlohmann-json3-dev libgtest-dev libgmock-dev
-  ca-certificates openssl diffutils"
+  nlohmann-json3-dev libdtl-dev libgtest-dev libgmock-dev
+  ca-certificates openssl jq"
 # Only touch the package lists when something is missing: keeps a second run fast and offline.
 missing=""
 for p in $pkgs; do

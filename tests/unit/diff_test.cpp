@@ -11,7 +11,8 @@ TEST(UnifiedDiff, IsEmptyForEqualTexts) {
 }
 
 TEST(UnifiedDiff, ShowsChangedLinesWithContextLikeDiffU) {
-  const std::string diff = unifiedDiff(std::string("a\nb\nc\n"), std::string("a\nB\nc\n"), "/etc/f");
+  const std::string diff =
+      unifiedDiff(std::string("a\nb\nc\n"), std::string("a\nB\nc\n"), "/etc/f");
   EXPECT_EQ(diff, "--- a/etc/f\n+++ b/etc/f\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n");
 }
 

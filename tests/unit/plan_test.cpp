@@ -32,14 +32,16 @@ TEST(MakePlan, CaChangeNeedsUpdateCaCertificatesAndRestart) {
 }
 
 TEST(MakePlan, RemovingAnObsoleteCaAlsoRebuildsTheTrustStore) {
-  const auto plan = makePlan({{"/old.crt", std::nullopt, 0644, FileRole::kCa}}, {{"/old.crt", "pem"}});
+  const auto plan =
+      makePlan({{"/old.crt", std::nullopt, 0644, FileRole::kCa}}, {{"/old.crt", "pem"}});
   ASSERT_EQ(plan.changes.size(), 1u);
   EXPECT_FALSE(plan.changes[0].after.has_value());
   EXPECT_TRUE(plan.update_ca_certificates);
 }
 
 TEST(MakePlan, StateOrBackupChangesAloneNeedNoRestart) {
-  const auto plan = makePlan({{"/s", "1", 0600, FileRole::kState}, {"/b", "2", 0600, FileRole::kBackup}}, {});
+  const auto plan =
+      makePlan({{"/s", "1", 0600, FileRole::kState}, {"/b", "2", 0600, FileRole::kBackup}}, {});
   EXPECT_EQ(plan.changes.size(), 2u);
   EXPECT_FALSE(plan.restart_needed);
   EXPECT_FALSE(plan.update_ca_certificates);

@@ -273,7 +273,8 @@ TEST(RemoveManagedEntries, LeavesOnlyWhatTheNodeHadAndNothingWhenEmpty) {
 }
 
 TEST(CaInstallPath, UsesOnlySafeCharactersFromTheCacheHost) {
-  auto config = configFrom("registry: {url: \"https://[fd00::1]:8443\"}\nmirrors: {docker.io: a}\n");
+  auto config =
+      configFrom("registry: {url: \"https://[fd00::1]:8443\"}\nmirrors: {docker.io: a}\n");
   EXPECT_EQ(caInstallPath(config.registry),
             "/usr/local/share/ca-certificates/k3s-mirror-agent/_fd00__1__8443.crt");
 }

@@ -6,8 +6,11 @@ namespace k3sma {
 namespace {
 
 TEST(State, RoundTripsThroughItsFile) {
-  State s{"/etc/rancher/k3s/registries.yaml", Original::kBackedUp, {"docker.io", "ghcr.io"},
-          {"harbor.home.lab"}, {"/usr/local/share/ca-certificates/k3s-mirror-agent/h.crt"}};
+  State s{"/etc/rancher/k3s/registries.yaml",
+          Original::kBackedUp,
+          {"docker.io", "ghcr.io"},
+          {"harbor.home.lab"},
+          {"/usr/local/share/ca-certificates/k3s-mirror-agent/h.crt"}};
   auto parsed = parseState(renderState(s), "state.json");
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   EXPECT_EQ(parsed.value(), s);
