@@ -615,7 +615,7 @@ Result<std::string> readPasswordFile(const Config& config, const Root& root) {
     return configError(where + path + " must be owned by root (chown root: " + path + ")");
   }
   if ((info.value().mode & 077) != 0) {
-    char mode[8];
+    char mode[16];
     std::snprintf(mode, sizeof mode, "%04o", info.value().mode);
     return configError(where + path + " is readable by group or others (mode " + mode +
                        "); run chmod 600 " + path);

@@ -19,14 +19,20 @@ BUNDLE=$ROOT/etc/ssl/certs/ca-certificates.crt
 STATE=$ROOT/var/lib/k3s-mirror-agent/state.json
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
 pass() { echo "PASS: $*"; }
 
-# A node root as Debian lays out the trust store (empty: no distribution CAs, so the bundle
-# holds only what the agent installed, and update-ca-certificates takes milliseconds).
+# A node root laid out as Debian lays out the trust store, with one distribution CA (from the
+# host's ca-certificates) rather than all 140, so update-ca-certificates takes milliseconds.
+# Not none: with no CA left at all, update-ca-certificates leaves the old bundle in place.
 make_root() {
-  mkdir -p "$ROOT/etc/ssl/certs" "$ROOT/usr/share/ca-certificates" \
+  mkdir -p "$ROOT/etc/ssl/certs" "$ROOT/usr/share/ca-certificates/mozilla" \
     "$ROOT/etc/ca-certificates/update.d" "$CONF"
-  : > "$ROOT/etc/ca-certificates.conf"
+  local cas=(/usr/share/ca-certificates/mozilla/*.crt)  # a glob, sorted; no SIGPIPE'd pipeline
+  local distro_ca=${cas[0]}
+  [ -f "$distro_ca" ] || fail "no CA in /usr/share/ca-certificates/mozilla (install ca-certificates)"
+  cp "$distro_ca" "$ROOT/usr/share/ca-certificates/mozilla/"
+  echo "mozilla/$(basename "$distro_ca")" > "$ROOT/etc/ca-certificates.conf"
   # update-ca-certificates is run through a wrapper that counts its runs and then execs the
   # real one, so tests can assert "no command run" without faking the command.
   mkdir -p "$WORK/bin"

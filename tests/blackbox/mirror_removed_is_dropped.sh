@@ -23,7 +23,7 @@ expect_rc 0
 [ "$(jq -r .restart_needed <<<"$OUT")" = true ] || fail "dropping a mirror needs a restart: $OUT"
 grep -q 'quay.io:' "$REG" && fail "quay.io is still in registries.yaml"
 grep -q 'docker.io:' "$REG" || fail "docker.io went missing"
-grep -q 'registry.internal:5000:' "$REG" || fail "the node's own entry went missing"
+grep -q '"registry.internal:5000":' "$REG" || fail "the node's own entry went missing"
 # Only registries.yaml and the state changed; the CA was not reinstalled.
 [ "$(update_ca_runs)" -eq 1 ] || fail "update-ca-certificates ran again for a mirror change"
 pass "a removed mirror is dropped, the node's own entries stay"

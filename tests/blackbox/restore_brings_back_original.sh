@@ -31,6 +31,7 @@ cmp "$REG" "$WORK/original.yaml" || fail "registries.yaml is not the original by
 grep -qF "$(sed -n 2p "$WORK/harbor.pem")" "$BUNDLE" && fail "the CA is still in the bundle"
 [ ! -e "$STATE" ] || fail "the state file is still there"
 [ ! -e "$ROOT/var/lib/k3s-mirror-agent/registries.yaml.orig" ] || fail "the backup is still there"
+[ "$(grep -c 'BEGIN CERTIFICATE' "$BUNDLE")" -eq 1 ] || fail "the bundle is not back to the distribution CA alone"
 
 agent restore
 expect_rc 0

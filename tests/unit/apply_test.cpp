@@ -48,11 +48,15 @@ class DiskWithFaults final : public Files {
 class RecordingCommands final : public CommandRunner {
  public:
   std::vector<std::vector<std::string>> runs;
-  int exit_code = 0;
+  int failures_left = 0;  // the next this many runs exit 1 with `output`
   std::string output;
   Result<CommandResult> run(const std::vector<std::string>& argv) override {
     runs.push_back(argv);
-    return CommandResult{exit_code, output};
+    if (failures_left > 0) {
+      --failures_left;
+      return CommandResult{1, output};
+    }
+    return CommandResult{0, ""};
   }
 };
 
@@ -183,7 +187,7 @@ TEST_F(ApplyOnScratchRoot, AnInvalidConfigWritesNothingAndIsAConfigError) {
 
 TEST_F(ApplyOnScratchRoot, AFailingUpdateCaCertificatesPutsEveryFileBack) {
   const auto before = everything();
-  commands_.exit_code = 1;
+  commands_.failures_left = 1;
   commands_.output = "cannot write bundle\n";
   const auto report = runApply();
   ASSERT_TRUE(report.error);
@@ -198,6 +202,17 @@ TEST_F(ApplyOnScratchRoot, AFailingUpdateCaCertificatesPutsEveryFileBack) {
   after.erase(root_.path(kLockPath));
   EXPECT_EQ(after, before);
   EXPECT_EQ(commands_.runs.size(), 2u);  // once forward, once to rebuild the store after undoing
+}
+
+TEST_F(ApplyOnScratchRoot, ATrustStoreThatCannotBeRebuiltAfterUndoIsPartial) {
+  commands_.failures_left = 2;  // forward, and again after the CA file was taken back out
+  commands_.output = "read-only file system\n";
+  const auto report = runApply();
+  ASSERT_TRUE(report.error);
+  EXPECT_EQ(report.error->kind, ErrorKind::kPartial);
+  EXPECT_NE(report.error->message.find("the system trust store"), std::string::npos)
+      << report.error->message;
+  EXPECT_FALSE(nodeFile(kCaNodePath));  // the file itself did go back
 }
 
 TEST_F(ApplyOnScratchRoot, AFullDiskWhileWritingTheStatePutsTheNodesOwnFileBack) {
