@@ -86,10 +86,8 @@ setup_node() {
 
 # agent ARGS...: runs the agent against the scratch root; sets RC, OUT (stdout), ERR (stderr).
 agent() {
-  set +e
-  "$AGENT" "$@" --root "$ROOT" >"$WORK/out" 2>"$WORK/err"
-  RC=$?
-  set -e
+  RC=0
+  "$AGENT" "$@" --root "$ROOT" >"$WORK/out" 2>"$WORK/err" || RC=$?
   OUT=$(cat "$WORK/out")
   ERR=$(cat "$WORK/err")
 }
