@@ -143,7 +143,7 @@ void execute(const Plan& plan, const Root& root, Deps& deps, Report& report) {
     }
     done.push_back(&change);
     report.actions.push_back({change.after ? "write" : "remove", change.path});
-    spdlog::info("{} {}", change.after ? "wrote" : "removed", change.path);
+    spdlog::debug("{} {}", change.after ? "wrote" : "removed", change.path);
     ca_changed = ca_changed || change.role == FileRole::kCa;
   }
   if (!failure && ca_changed && !ca_updated) {

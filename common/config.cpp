@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <functional>
-#include <regex>
+#include <string_view>
 #include <set>
 
 #include "common/fs.h"
@@ -13,13 +13,72 @@
 namespace k3sma {
 namespace {
 
-// Docker distribution's grammar for one repository path component; Harbor project names are a
-// subset. A project is one component: "dockerhub-proxy", not "a/b".
-const std::regex kPathComponent("^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$");
-// A DNS name (letters, digits, hyphens, dots) or an IPv4 address.
-const std::regex kHostname(
-    "^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$");
-const std::regex kUnitName("^[A-Za-z0-9:_.\\\\@-]+$");
+// Hand-written matchers rather than std::regex: compiling three std::regex objects at start-up
+// was half of the instructions of an apply that changes nothing.
+
+bool isLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool isAlnum(char c) { return isLowerAlnum(c) || (c >= 'A' && c <= 'Z'); }
+
+// Docker distribution's grammar for one repository path component, which Harbor project names
+// follow: [a-z0-9]+ ( ( [._] | __ | -+ ) [a-z0-9]+ )*. A project is one component.
+bool isPathComponent(std::string_view s) {
+  size_t i = 0;
+  auto alnum_run = [&] {
+    const size_t start = i;
+    while (i < s.size() && isLowerAlnum(s[i])) {
+      ++i;
+    }
+    return i > start;
+  };
+  if (!alnum_run()) {
+    return false;
+  }
+  while (i < s.size()) {
+    if (s[i] == '.') {
+      ++i;
+    } else if (s[i] == '_') {
+      i += (i + 1 < s.size() && s[i + 1] == '_') ? 2u : 1u;
+    } else if (s[i] == '-') {
+      while (i < s.size() && s[i] == '-') {
+        ++i;
+      }
+    } else {
+      return false;
+    }
+    if (!alnum_run()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A DNS name (labels of letters, digits and inner hyphens, joined by dots) or an IPv4 address.
+bool isHostname(std::string_view s) {
+  if (s.empty()) {
+    return false;
+  }
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find('.', start);
+    if (end == std::string_view::npos) {
+      end = s.size();
+    }
+    const auto label = s.substr(start, end - start);
+    if (label.empty() || label.front() == '-' || label.back() == '-' ||
+        !std::all_of(label.begin(), label.end(), [](char c) { return isAlnum(c) || c == '-'; })) {
+      return false;
+    }
+    start = end + 1;
+  }
+  return true;
+}
+
+// The characters systemd allows in a unit name.
+bool isUnitName(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return isAlnum(c) || c == ':' || c == '_' || c == '.' || c == '\\' || c == '@' || c == '-';
+  });
+}
 
 int lineOf(const YAML::Node& node) { return node.Mark().line + 1; }
 
@@ -327,7 +386,7 @@ class FileParser {
       if (host.empty()) {
         return configError("the host is missing");
       }
-      if (!std::regex_match(host, kHostname)) {
+      if (!isHostname(host)) {
         return configError("\"" + host + "\" is not a valid host name");
       }
     }
@@ -391,7 +450,7 @@ class FileParser {
       if (!project) {
         return project.error();
       }
-      if (!std::regex_match(project.value(), kPathComponent)) {
+      if (!isPathComponent(project.value())) {
         return at(k, v, key,
                   "project \"" + project.value() +
                       "\" is not a valid repository path component (lower-case letters, digits "
@@ -442,7 +501,7 @@ class FileParser {
                }
                std::string unit = u.value();
                if (unit != "auto") {
-                 if (!std::regex_match(unit, kUnitName)) {
+                 if (!isUnitName(unit)) {
                    return at(k, v, "k3s.unit", "\"" + unit + "\" is not a systemd unit name");
                  }
                  // systemctl accepts "k3s" for "k3s.service"; so do we, but say it the long way.
