@@ -315,11 +315,15 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     report.restart_needed = true;
     const std::string unit =
         prepared.value().config.k3s.distribution == Distribution::kRke2 ? "rke2" : "k3s";
-    report.notes.push_back(options.root.isSystem()
-                               ? unit + " reads these files only when it starts: restart it (" +
-                                     unit + ".service or " + unit +
-                                     "-agent.service) for them to take effect"
-                               : "no unit restarted: --root was given");
+    // Restarting through systemd is the next step of the roadmap; until then say what to do.
+    std::string why = "restart it (" + unit + ".service or " + unit +
+                      "-agent.service) for them to take effect";
+    if (!options.root.isSystem()) {
+      why = "no unit restarted: --root was given";
+    } else if (options.no_restart) {
+      why = "no unit restarted: --no-restart was given";
+    }
+    report.notes.push_back(unit + " reads these files only when it starts; " + why);
   }
   return report;
 }

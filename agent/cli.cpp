@@ -21,8 +21,8 @@ constexpr const char* kFooter = R"(Exit status:
   3  diff / apply --dry-run: changes are pending
   4  apply failed and the previous state could not be fully restored (the message says what)
 
-Config: /etc/k3s-mirror-agent/config.yaml and config.d/*.yaml. See k3s-mirror-agent --help and
-the README for the keys.)";
+Config: /etc/k3s-mirror-agent/config.yaml plus config.d/*.yaml in name order; the README
+describes every key.)";
 
 struct Options {
   std::string config;
