@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "agent/restart.h"
 #include "common/registries.h"
 
 namespace k3sma {
@@ -111,11 +112,45 @@ Status runUpdateCa(const Root& root, Deps& deps) {
   return Ok{};
 }
 
-// Performs the plan in order; on the first failure puts back every file already changed, in
-// reverse order, and brings the trust store back in line. Fills report.actions and error.
-void execute(const Plan& plan, const Root& root, Deps& deps, Report& report) {
-  std::vector<const FileChange*> done;
+// What executeFiles did, so that it can be undone.
+struct Executed {
+  std::vector<const FileChange*> done;  // in the order done
   bool ca_changed = false;
+};
+
+// Puts back every file in executed, in reverse order, and rebuilds the trust store if a CA
+// file had changed. Returns what could not be put back; empty when all is as before.
+std::vector<std::string> undo(const Executed& executed, const Root& root, Deps& deps) {
+  std::vector<std::string> left;
+  for (auto it = executed.done.rbegin(); it != executed.done.rend(); ++it) {
+    const FileChange& change = **it;
+    const std::string path = root.path(change.path);
+    Status undone = change.before ? deps.files.write(path, *change.before, change.mode)
+                                  : deps.files.remove(path);
+    if (!undone) {
+      left.push_back(change.path + " (" + undone.error().message + ")");
+    }
+  }
+  if (executed.ca_changed) {
+    if (auto ran = runUpdateCa(root, deps); !ran) {
+      left.push_back("the system trust store (" + ran.error().message + ")");
+    }
+  }
+  return left;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string list;
+  for (const auto& item : items) {
+    list += (list.empty() ? "" : "; ") + item;
+  }
+  return list;
+}
+
+// Performs the plan's file changes in order, rebuilding the trust store once after the last CA
+// file; on the first failure undoes what it did and sets report.error.
+Executed executeFiles(const Plan& plan, const Root& root, Deps& deps, Report& report) {
+  Executed executed;
   bool ca_updated = false;
   std::optional<Error> failure;
   auto update_ca = [&]() {
@@ -127,8 +162,7 @@ void execute(const Plan& plan, const Root& root, Deps& deps, Report& report) {
     report.actions.push_back({"run", "update-ca-certificates"});
   };
   for (const auto& change : plan.changes) {
-    // The trust store is rebuilt once, after the last CA file and before registries.yaml.
-    if (ca_changed && !ca_updated && change.role != FileRole::kCa) {
+    if (executed.ca_changed && !ca_updated && change.role != FileRole::kCa) {
       update_ca();
       if (failure) {
         break;
@@ -141,48 +175,118 @@ void execute(const Plan& plan, const Root& root, Deps& deps, Report& report) {
       failure = done_one.error();
       break;
     }
-    done.push_back(&change);
+    executed.done.push_back(&change);
     report.actions.push_back({change.after ? "write" : "remove", change.path});
     spdlog::debug("{} {}", change.after ? "wrote" : "removed", change.path);
-    ca_changed = ca_changed || change.role == FileRole::kCa;
+    executed.ca_changed = executed.ca_changed || change.role == FileRole::kCa;
   }
-  if (!failure && ca_changed && !ca_updated) {
+  if (!failure && executed.ca_changed && !ca_updated) {
     update_ca();
   }
   if (!failure) {
     report.changed = true;
-    return;
+    return executed;
   }
-
   spdlog::error("{}; putting the previous files back", failure->message);
-  std::vector<std::string> left;
-  for (auto it = done.rbegin(); it != done.rend(); ++it) {
-    const FileChange& change = **it;
-    const std::string path = root.path(change.path);
-    Status undone = change.before ? deps.files.write(path, *change.before, change.mode)
-                                  : deps.files.remove(path);
-    if (!undone) {
-      left.push_back(change.path + " (" + undone.error().message + ")");
-    }
-  }
-  if (ca_changed) {
-    if (auto ran = runUpdateCa(root, deps); !ran) {
-      left.push_back("the system trust store (" + ran.error().message + ")");
-    }
-  }
+  const auto left = undo(executed, root, deps);
   report.rolled_back = true;
   report.actions.clear();
   if (left.empty()) {
     report.error = Error{failure->message + "; the previous files were put back, nothing changed",
                          ErrorKind::kApply};
-    return;
+  } else {
+    report.error =
+        Error{failure->message + "; these could NOT be put back and need a look: " + joined(left),
+              ErrorKind::kPartial};
   }
-  std::string list;
-  for (const auto& item : left) {
-    list += (list.empty() ? "" : "; ") + item;
+  return {};
+}
+
+std::string unitWord(const Config& config) {
+  return config.k3s.distribution == Distribution::kRke2 ? "rke2" : "k3s";
+}
+
+// The unit to restart after the files change, decided before any file is touched so that a
+// missing bus or an ambiguous unit leaves the node as it was. nullopt (with a note saying why)
+// when nothing is to be restarted.
+struct RestartTarget {
+  std::unique_ptr<Systemd> systemd;
+  std::string unit;
+};
+Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& options,
+                                                       const Config& config, Deps& deps,
+                                                       Report& report) {
+  const std::string word = unitWord(config);
+  auto skip = [&](const std::string& why) {
+    report.notes.push_back(word + " reads these files only when it starts; " + why);
+    return std::optional<RestartTarget>{};
+  };
+  if (!options.root.isSystem()) {
+    return skip("no unit restarted: --root was given");
   }
-  report.error = Error{failure->message + "; these could NOT be put back and need a look: " + list,
-                       ErrorKind::kPartial};
+  if (options.no_restart) {
+    return skip("no unit restarted: --no-restart was given");
+  }
+  if (config.k3s.restart == RestartPolicy::kNever) {
+    return skip("no unit restarted: k3s.restart is never");
+  }
+  auto systemd = deps.connect_systemd();
+  if (!systemd) {
+    return systemd.error();
+  }
+  auto unit = resolveUnit(*systemd.value(), config.k3s);
+  if (!unit) {
+    return unit.error();
+  }
+  if (!unit.value()) {
+    const std::string wanted = config.k3s.unit == "auto" ? word + ".service or " + word +
+                                                               "-agent.service"
+                                                         : config.k3s.unit;
+    report.notes.push_back("no " + wanted + " is installed yet: " + word +
+                           " will read these files when it first starts");
+    return std::optional<RestartTarget>{};
+  }
+  auto state = systemd.value()->unitState(*unit.value());
+  if (!state) {
+    return state.error();
+  }
+  if (!state.value().running()) {
+    return skip(*unit.value() + " is " + state.value().active_state +
+                ", so it was not restarted (a stopped k3s stays stopped)");
+  }
+  return std::optional<RestartTarget>{RestartTarget{std::move(systemd.value()), *unit.value()}};
+}
+
+// After a restart, k3s rewrites containerd's hosts.toml for every mirror. Where k3s's data dir
+// exists, wait (within the deadline) for each to be rewritten and to name the cache endpoint;
+// report the ones that were not. Not a reason to roll back: k3s itself is up.
+void checkHostsToml(const Config& config, Deps& deps, std::chrono::system_clock::time_point since,
+                    std::chrono::steady_clock::time_point deadline, Report& report) {
+  const std::string data_dir = config.k3s.distribution == Distribution::kRke2
+                                   ? "/var/lib/rancher/rke2"
+                                   : "/var/lib/rancher/k3s";
+  if (!statFile(data_dir)) {
+    return;  // not a k3s that writes hosts.toml here (or not started yet)
+  }
+  auto pending = expectedHostsToml(config);
+  for (;;) {
+    std::erase_if(pending, [&](const HostsToml& h) {
+      auto info = statFile(h.path);
+      if (!info || info.value().modified < since) {
+        return false;
+      }
+      auto text = deps.files.read(h.path);
+      return text && text.value() && text.value()->find(h.endpoint) != std::string::npos;
+    });
+    if (pending.empty() || deps.clock.now() >= deadline) {
+      break;
+    }
+    deps.clock.sleepFor(std::chrono::milliseconds(100));
+  }
+  for (const auto& h : pending) {
+    report.warnings.push_back(unitWord(config) + " did not rewrite " + h.path + " to name " +
+                              h.endpoint + " after the restart; check its log");
+  }
 }
 
 }  // namespace
@@ -307,24 +411,57 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     return report;
   }
   const Plan& plan = prepared.value().plan;
+  const Config& config = prepared.value().config;
   if (plan.empty()) {
     return report;
   }
-  execute(plan, options.root, deps, report);
-  if (!report.error && plan.restart_needed) {
+  std::optional<RestartTarget> target;
+  if (plan.restart_needed) {
     report.restart_needed = true;
-    const std::string unit =
-        prepared.value().config.k3s.distribution == Distribution::kRke2 ? "rke2" : "k3s";
-    // Restarting through systemd is the next step of the roadmap; until then say what to do.
-    std::string why = "restart it (" + unit + ".service or " + unit +
-                      "-agent.service) for them to take effect";
-    if (!options.root.isSystem()) {
-      why = "no unit restarted: --root was given";
-    } else if (options.no_restart) {
-      why = "no unit restarted: --no-restart was given";
+    auto found = findRestartTarget(options, config, deps, report);
+    if (!found) {
+      report.error = found.error();
+      return report;
     }
-    report.notes.push_back(unit + " reads these files only when it starts; " + why);
+    target = std::move(found.value());
   }
+
+  const Executed executed = executeFiles(plan, options.root, deps, report);
+  if (report.error || !target) {
+    return report;
+  }
+
+  const auto restart_started = std::chrono::system_clock::now();
+  auto deadline = deps.clock.now() + config.k3s.restart_timeout;
+  auto restarted = restartUntilHealthy(*target->systemd, deps.clock, target->unit, deadline);
+  if (restarted) {
+    report.restarted = target->unit;
+    report.actions.push_back({"restart", target->unit});
+    checkHostsToml(config, deps, restart_started, deadline, report);
+    return report;
+  }
+
+  // k3s did not come back on the new files: the old files, the old trust store, and k3s on them.
+  const std::string cause = restarted.error().message;
+  spdlog::error("{}; putting the previous files back and restarting {} again", cause,
+                target->unit);
+  const auto left = undo(executed, options.root, deps);
+  deadline = deps.clock.now() + config.k3s.restart_timeout;
+  auto back = restartUntilHealthy(*target->systemd, deps.clock, target->unit, deadline);
+  report.rolled_back = true;
+  report.changed = false;
+  report.actions.clear();
+  if (left.empty() && back) {
+    report.error = Error{cause + "; rolled back: the previous files are in place and " +
+                             target->unit + " is active again on them",
+                         ErrorKind::kApply};
+    return report;
+  }
+  std::string state = left.empty() ? "the previous files are in place"
+                                   : "these could NOT be put back: " + joined(left);
+  state += back ? "; " + target->unit + " is active"
+                : "; " + target->unit + " did not come back either: " + back.error().message;
+  report.error = Error{cause + "; rollback incomplete: " + state, ErrorKind::kPartial};
   return report;
 }
 
@@ -410,8 +547,12 @@ Report restore(const ApplyOptions& options, Deps& deps) {
     report.actions = describe(plan);
     return report;
   }
-  execute(plan, root, deps, report);
-  report.restart_needed = !report.error && plan.restart_needed;
+  executeFiles(plan, root, deps, report);
+  if (!report.error && plan.restart_needed) {
+    report.restart_needed = true;
+    report.notes.push_back("k3s reads registries.yaml only when it starts: restart it to drop the "
+                           "agent's mirrors");
+  }
   return report;
 }
 

@@ -1,16 +1,20 @@
 #pragma once
 // The apply transaction (SPEC.md "Apply, step by step"), and restore, its undo. prepare() reads
 // the node and plans without changing anything (diff, render, check and --dry-run stop there);
-// apply() takes the lock, plans again under it and executes: backup, CA files,
-// update-ca-certificates, registries.yaml, state — and on any failure puts back every file it
-// had changed, in reverse order.
+// apply() takes the lock, plans again under it, finds the k3s unit, and executes: backup, CA
+// files, update-ca-certificates, registries.yaml, state, then restarts k3s if it runs and waits
+// for it to be healthy. On any failure it puts back every file it had changed, in reverse
+// order, rebuilds the trust store and restarts k3s on the old files.
 
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "agent/command.h"
+#include "agent/systemd.h"
 #include "common/ca.h"
 #include "common/config.h"
 #include "common/error.h"
@@ -25,6 +29,9 @@ struct Deps {
   Files& files;
   CommandRunner& commands;
   std::chrono::system_clock::time_point now;
+  Clock& clock;
+  // Connects to systemd only when a restart is due: a run that changes nothing opens no bus.
+  std::function<Result<std::unique_ptr<Systemd>>()> connect_systemd;
 };
 
 struct ApplyOptions {

@@ -1,4 +1,5 @@
-// k3s-mirror-agent: wires the real files, command runner and clock to the command line.
+// k3s-mirror-agent: wires the real files, command runner, clock and systemd connection to the
+// command line.
 #include <chrono>
 
 #include "agent/cli.h"
@@ -6,6 +7,8 @@
 int main(int argc, char** argv) {
   k3sma::RealFiles files;
   k3sma::RealCommandRunner commands;
-  k3sma::Deps deps{files, commands, std::chrono::system_clock::now()};
+  k3sma::RealClock clock;
+  k3sma::Deps deps{files, commands, std::chrono::system_clock::now(), clock,
+                   k3sma::connectSystemd};
   return k3sma::runCli(argc, argv, deps);
 }

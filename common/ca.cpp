@@ -19,20 +19,13 @@
 #include <optional>
 #include <utility>
 
+#include "common/handle.h"
+
 namespace k3sma {
 namespace {
 
 using std::chrono::sys_seconds;
 using std::chrono::system_clock;
-
-// Every OpenSSL handle is owned from the line that creates it, so early returns cannot leak.
-template <auto kFreeFn>
-struct FreeWith {
-  template <class T>
-  void operator()(T* handle) const noexcept {
-    kFreeFn(handle);
-  }
-};
 
 // OPENSSL_free is a macro (it records file and line), so it cannot be a template argument.
 struct OpensslFree {

@@ -183,7 +183,10 @@ Result<FileInfo> statFile(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0) {
     return Error{"stat " + path + ": " + errnoText(errno), ErrorKind::kConfig};
   }
-  return FileInfo{S_ISREG(st.st_mode), st.st_uid, st.st_mode & 07777};
+  const auto modified = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+  return FileInfo{S_ISREG(st.st_mode), st.st_uid, st.st_mode & 07777, modified};
 }
 
 Result<FileLock> FileLock::acquire(const std::string& path) {

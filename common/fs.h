@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,6 +68,7 @@ struct FileInfo {
   bool regular = false;
   uid_t owner = 0;
   mode_t mode = 0;  // permission bits only
+  std::chrono::system_clock::time_point modified;
 };
 Result<FileInfo> statFile(const std::string& path);
 

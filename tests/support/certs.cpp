@@ -15,16 +15,10 @@
 #include <memory>
 #include <stdexcept>
 
+#include "common/handle.h"
+
 namespace k3sma::testing {
 namespace {
-
-template <auto kFreeFn>
-struct FreeWith {
-  template <class T>
-  void operator()(T* handle) const noexcept {
-    kFreeFn(handle);
-  }
-};
 
 using BioPtr = std::unique_ptr<BIO, FreeWith<&BIO_free_all>>;
 using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, FreeWith<&EVP_PKEY_free>>;

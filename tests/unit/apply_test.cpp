@@ -100,13 +100,20 @@ class ApplyOnScratchRoot : public ::testing::Test {
     return files;
   }
 
+  // With --root no unit is restarted, so systemd must never be asked.
+  Deps deps() {
+    return Deps{disk_, commands_, kNow, clock_, []() -> Result<std::unique_ptr<Systemd>> {
+                  ADD_FAILURE() << "systemd was contacted under --root";
+                  return Error{"no systemd in this test", ErrorKind::kApply};
+                }};
+  }
   Report runApply(bool dry_run = false) {
-    Deps deps{disk_, commands_, kNow};
-    return apply(options(dry_run), deps);
+    auto d = deps();
+    return apply(options(dry_run), d);
   }
   Report runRestore() {
-    Deps deps{disk_, commands_, kNow};
-    return restore(options(false), deps);
+    auto d = deps();
+    return restore(options(false), d);
   }
   ApplyOptions options(bool dry_run) {
     ApplyOptions o;
@@ -140,6 +147,7 @@ mirrors:
   testing::TestCert ca_;
   DiskWithFaults disk_;
   RecordingCommands commands_;
+  RealClock clock_;
 };
 
 TEST_F(ApplyOnScratchRoot, FirstApplyInstallsCaRebuildsTrustStoreThenWritesRegistriesAndState) {

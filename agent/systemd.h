@@ -1,0 +1,57 @@
+#pragma once
+// What the agent needs from systemd, over its D-Bus API (sd-bus): a unit's state, and
+// "restart it if it is running, and tell me how the job ended". Not a mirror of sd-bus: the
+// waiting for "active and stays active" lives in apply, over this small interface, so it can be
+// tested with a fake and a fake clock; the real client is tested against a booted systemd.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "common/error.h"
+
+namespace k3sma {
+
+struct UnitState {
+  std::string load_state;    // loaded, not-found, masked, error, ...
+  std::string active_state;  // active, activating, deactivating, inactive, failed, reloading
+  std::string sub_state;     // running, start, dead, auto-restart, ...
+
+  bool loaded() const { return load_state == "loaded"; }
+  bool running() const {
+    return active_state == "active" || active_state == "activating" ||
+           active_state == "reloading";
+  }
+};
+
+class Systemd {
+ public:
+  virtual ~Systemd() = default;
+  // The unit's state; a unit systemd does not know reads as load_state "not-found".
+  virtual Result<UnitState> unitState(const std::string& unit) = 0;
+  // TryRestartUnit(unit, "replace") — a stopped unit stays stopped — and follows the job until
+  // systemd removes it (JobRemoved) or the deadline passes. Returns the job's result: "done",
+  // "failed", "timeout", "canceled", "dependency", "skipped"; "deadline" when ours passed first.
+  virtual Result<std::string> tryRestart(const std::string& unit,
+                                         std::chrono::steady_clock::time_point deadline) = 0;
+};
+
+// The system bus ($DBUS_SYSTEM_BUS_ADDRESS when set, as sd-bus reads it). An error says whether
+// the bus is missing or access was denied.
+Result<std::unique_ptr<Systemd>> connectSystemd();
+
+// Time, for waiting with deadlines; a fake in tests.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual std::chrono::steady_clock::time_point now() = 0;
+  virtual void sleepFor(std::chrono::milliseconds d) = 0;
+};
+
+class RealClock final : public Clock {
+ public:
+  std::chrono::steady_clock::time_point now() override;
+  void sleepFor(std::chrono::milliseconds d) override;
+};
+
+}  // namespace k3sma
