@@ -399,6 +399,26 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     return report;
   }
 
+  // Which unit to restart is settled before the lock and before any write, so that a missing
+  // bus or an ambiguous unit leaves the node exactly as it was (not even a lock file).
+  std::optional<RestartTarget> target;
+  bool target_known = false;
+  auto find_target = [&]() -> Status {
+    target_known = true;
+    auto found = findRestartTarget(options, prepared.value().config, deps, report);
+    if (!found) {
+      return found.error();
+    }
+    target = std::move(found.value());
+    return Ok{};
+  };
+  if (prepared.value().plan.restart_needed) {
+    if (auto found = find_target(); !found) {
+      report.error = found.error();
+      return report;
+    }
+  }
+
   auto lock = FileLock::acquire(options.root.path(kLockPath));
   if (!lock) {
     report.error = lock.error();
@@ -413,17 +433,15 @@ Report apply(const ApplyOptions& options, Deps& deps) {
   const Plan& plan = prepared.value().plan;
   const Config& config = prepared.value().config;
   if (plan.empty()) {
+    report.notes.clear();
     return report;
   }
-  std::optional<RestartTarget> target;
-  if (plan.restart_needed) {
-    report.restart_needed = true;
-    auto found = findRestartTarget(options, config, deps, report);
-    if (!found) {
+  report.restart_needed = plan.restart_needed;
+  if (plan.restart_needed && !target_known) {
+    if (auto found = find_target(); !found) {
       report.error = found.error();
       return report;
     }
-    target = std::move(found.value());
   }
 
   const Executed executed = executeFiles(plan, options.root, deps, report);

@@ -190,7 +190,8 @@ Result<FileInfo> statFile(const std::string& path) {
 }
 
 Result<FileLock> FileLock::acquire(const std::string& path) {
-  if (auto made = makeDirs(parentOf(path), 0700); !made) {
+  // 0755: the directory (/run/k3s-mirror-agent) also holds the status file others may read.
+  if (auto made = makeDirs(parentOf(path), 0755); !made) {
     return made.error();
   }
   Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));

@@ -15,7 +15,8 @@ namespace k3sma {
 
 inline constexpr const char* kStateDir = "/var/lib/k3s-mirror-agent";
 inline constexpr const char* kStatePath = "/var/lib/k3s-mirror-agent/state.json";
-inline constexpr const char* kLockPath = "/var/lib/k3s-mirror-agent/apply.lock";
+// The apply lock lives in /run: it means nothing after a reboot, and keeps the state dir to state.
+inline constexpr const char* kLockPath = "/run/k3s-mirror-agent/apply.lock";
 // A copy of the registries.yaml the node had before the agent first replaced it.
 inline constexpr const char* kBackupPath = "/var/lib/k3s-mirror-agent/registries.yaml.orig";
 

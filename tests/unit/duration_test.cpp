@@ -1,1 +1,145 @@
-// placeholder until the config tests land
+#include "common/duration.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace k3sma {
+namespace {
+
+using std::chrono::hours;
+using std::chrono::milliseconds;
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+struct Spelling {
+  std::string text;
+  Duration expected;
+};
+
+TEST(ParseDuration, ReadsEveryUnitAndTheirCombinations) {
+  const std::vector<Spelling> cases = {
+      {"0", Duration{0}},
+      {"500ms", milliseconds(500)},
+      {"2s", seconds(2)},
+      {"5m", minutes(5)},
+      {"1h", hours(1)},
+      {"1m30s", minutes(1) + seconds(30)},
+      {"1h2m3s4ms", hours(1) + minutes(2) + seconds(3) + milliseconds(4)},
+      {"1h30m", hours(1) + minutes(30)},
+      {"2m500ms", minutes(2) + milliseconds(500)},
+      {"0s", Duration{0}},
+      {"120s", seconds(120)},
+      {"90m", minutes(90)},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.text);
+    const auto parsed = parseDuration(c.text);
+    ASSERT_TRUE(parsed.has_value());
+    EXPECT_EQ(*parsed, c.expected);
+  }
+}
+
+TEST(ParseDuration, TellsMillisecondsFromMinutes) {
+  EXPECT_EQ(parseDuration("5ms"), milliseconds(5));
+  EXPECT_EQ(parseDuration("5m"), minutes(5));
+  EXPECT_EQ(parseDuration("5m5ms"), minutes(5) + milliseconds(5));
+}
+
+TEST(ParseDuration, RefusesTextThatIsNotADuration) {
+  const std::vector<std::string> cases = {
+      "",         // nothing
+      "2",        // a number without a unit (only a bare 0 may go without one)
+      "ms",       // a unit without a number
+      "s",        //
+      "1.5s",     // fractions
+      "-1s",      // negative
+      "+1s",      // signs at all
+      "1s2m",     // units out of order
+      "1s1s",     // a unit twice
+      "1m1h",     //
+      " 2s",      // surrounding space
+      "2s ",      //
+      "2 s",      // inner space
+      "2S",       // upper case
+      "2H",       //
+      "2d",       // units Go does not have either
+      "2us",      // units finer than the config needs
+      "2sec",     // spelled out
+      "1m30",     // a trailing number without a unit
+      "00",       // only "0" itself is unit-less
+      "1h 30m",   //
+      "0x10s",    //
+      "2s\n",     //
+      "1e3ms",    //
+      "1_000ms",  //
+  };
+  for (const auto& text : cases) {
+    SCOPED_TRACE("\"" + text + "\"");
+    EXPECT_FALSE(parseDuration(text).has_value());
+  }
+}
+
+TEST(ParseDuration, RefusesNumbersTooLargeToBeMeant) {
+  EXPECT_FALSE(parseDuration("10000000000s").has_value());
+  EXPECT_FALSE(parseDuration("99999999999999999999s").has_value());
+  EXPECT_FALSE(parseDuration("18446744073709551617ms").has_value());  // 2^64 + 1: no wrap-around
+  EXPECT_FALSE(parseDuration("9223372036854775808h").has_value());    // 2^63
+}
+
+// The limit in parseDuration is "31 years in seconds: anything larger is a typo". It is applied
+// to the number before its unit, so 999999999h (114 000 years) passes. Durations are added to
+// std::chrono::steady_clock::now() (agent/apply.cpp, restart_timeout), whose nanosecond
+// representation overflows past 292 years: such a value must be refused here.
+TEST(ParseDuration, RefusesDurationsLongerThanThirtyOneYearsWhateverTheUnit) {
+  EXPECT_FALSE(parseDuration("999999999h").has_value());
+  EXPECT_FALSE(parseDuration("3000000h").has_value());  // 342 years: overflows nanoseconds
+  EXPECT_FALSE(parseDuration("999999999m").has_value());
+  EXPECT_FALSE(parseDuration("999999s999999999ms").has_value());
+}
+
+TEST(ParseDuration, AcceptsTheLargestNumberOfSeconds) {
+  EXPECT_EQ(parseDuration("1000000000s"), seconds(1'000'000'000));
+  EXPECT_FALSE(parseDuration("1000000001s").has_value());
+}
+
+TEST(FormatDuration, WritesTheShortestSpelling) {
+  EXPECT_EQ(formatDuration(Duration{0}), "0");
+  EXPECT_EQ(formatDuration(milliseconds(500)), "500ms");
+  EXPECT_EQ(formatDuration(seconds(2)), "2s");
+  EXPECT_EQ(formatDuration(seconds(90)), "1m30s");
+  EXPECT_EQ(formatDuration(seconds(120)), "2m");
+  EXPECT_EQ(formatDuration(hours(2)), "2h");
+  EXPECT_EQ(formatDuration(minutes(90)), "1h30m");
+  EXPECT_EQ(formatDuration(milliseconds(1500)), "1s500ms");
+  EXPECT_EQ(formatDuration(hours(1) + minutes(2) + seconds(3) + milliseconds(4)), "1h2m3s4ms");
+  EXPECT_EQ(formatDuration(hours(1) + milliseconds(1)), "1h1ms");
+}
+
+TEST(FormatDuration, RoundTripsThroughParseDuration) {
+  const std::vector<Duration> cases = {
+      Duration{0},    milliseconds(1), milliseconds(999), seconds(1),
+      seconds(59),    seconds(61),     minutes(59),       hours(1) + seconds(1),
+      hours(48),      hours(1) + minutes(2) + seconds(3) + milliseconds(4),
+      milliseconds(86'399'999),
+  };
+  for (const auto& d : cases) {
+    SCOPED_TRACE(d.count());
+    const auto text = formatDuration(d);
+    EXPECT_EQ(parseDuration(text), d) << text;
+  }
+}
+
+TEST(FormatDuration, IsReadBackToTheSameSpelling) {
+  for (const std::string text : {"0", "500ms", "2s", "5m", "1h", "1m30s", "1h2m3s4ms"}) {
+    SCOPED_TRACE(text);
+    const auto parsed = parseDuration(text);
+    ASSERT_TRUE(parsed.has_value());
+    EXPECT_EQ(formatDuration(*parsed), text);
+  }
+}
+
+}  // namespace
+}  // namespace k3sma

@@ -83,14 +83,14 @@ TEST(Root, PrefixesNodePathsAndIsTransparentWithoutADirectory) {
   EXPECT_TRUE(Root("/").isSystem());
 }
 
-TEST(FileLock, CreatesItsFileOnlyReadableByRoot) {
+TEST(FileLock, CreatesItsFileOnlyReadableByRootAndReleasesIt) {
   TempDir dir;
   const std::string path = dir.path() + "/state/apply.lock";
   {
     auto lock = FileLock::acquire(path);
     ASSERT_TRUE(lock.ok()) << lock.error().message;
     EXPECT_EQ(modeOf(path), 0600u);
-    EXPECT_EQ(modeOf(dir.path() + "/state"), 0700u);
+    EXPECT_EQ(modeOf(dir.path() + "/state"), 0755u);
   }
   EXPECT_TRUE(FileLock::acquire(path).ok());  // released with the first
 }

@@ -1,0 +1,141 @@
+# Shared by the booted-node tests: boots a throwaway Debian 12 node with a real systemd in a
+# container (systemd-nspawn, RECIPES.md recipe 1), with the freshly built agent and the k3s
+# stand-in installed, and runs commands inside it over its real D-Bus.
+# Needs: root, systemd-nspawn and nsenter, debootstrap and Debian's archive for the first build
+# of the root filesystem. Set by ctest: AGENT, STANDIN, NODE_DIR. With CI=true a missing
+# prerequisite is a failure; elsewhere the test is skipped (exit 77).
+set -euo pipefail
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "PASS: $*"; }
+trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
+
+: "${AGENT:?AGENT must name the k3s-mirror-agent binary}"
+: "${STANDIN:?STANDIN must name the k3s-standin binary}"
+: "${NODE_DIR:?NODE_DIR must name tests/node}"
+
+missing=""
+[ "$(id -u)" -eq 0 ] || missing="root"
+for tool in systemd-nspawn nsenter debootstrap openssl; do
+  command -v "$tool" >/dev/null || missing="$missing $tool"
+done
+if [ -n "$missing" ]; then
+  [ "${CI:-}" = true ] && fail "prerequisites missing: $missing (tests/run-all.sh installs them)"
+  echo "SKIP: prerequisites missing: $missing"
+  exit 77
+fi
+
+ROOTFS=$(bash "$NODE_DIR/build-rootfs.sh" amd64)
+WORK=$(mktemp -d /var/tmp/k3sma-node.XXXXXX)
+NODE=$WORK/rootfs            # the node's / as seen from the host
+NSPAWN_PID=""
+PID1=""
+
+cleanup() {
+  if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+    kill "$NSPAWN_PID" 2>/dev/null || true
+    wait "$NSPAWN_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# in_node CMD...: runs CMD inside the booted node (all its namespaces: its systemd, its bus).
+in_node() { nsenter -t "$PID1" -a "$@"; }
+
+# node_create ROLE: a fresh copy of the cached root filesystem with the agent and the k3s
+# stand-in installed; ROLE server enables k3s.service, agent k3s-agent.service, both both,
+# none neither.
+node_create() {
+  cp -a "$ROOTFS" "$NODE"
+  install -m 755 "$AGENT" "$NODE/usr/local/sbin/k3s-mirror-agent"
+  install -m 755 "$STANDIN" "$NODE/usr/local/bin/k3s-standin"
+  local units=""
+  case "$1" in
+    server) units=k3s.service ;;
+    agent) units=k3s-agent.service ;;
+    both) units="k3s.service k3s-agent.service" ;;
+    none) ;;
+    *) fail "node_create: unknown role $1" ;;
+  esac
+  mkdir -p "$NODE/etc/systemd/system/multi-user.target.wants"
+  for unit in $units; do
+    install -m 644 "$NODE_DIR/units/$unit" "$NODE/etc/systemd/system/$unit"
+    ln -s "/etc/systemd/system/$unit" "$NODE/etc/systemd/system/multi-user.target.wants/$unit"
+  done
+  mkdir -p "$NODE/etc/k3s-mirror-agent"
+}
+
+# node_boot: boots the node and waits until systemd has finished starting it.
+node_boot() {
+  systemd-nspawn -D "$NODE" --boot --register=no --keep-unit --quiet \
+    --machine="k3sma-$$" >"$WORK/console.log" 2>&1 &
+  NSPAWN_PID=$!
+  local deadline=$((SECONDS + 60))
+  until PID1=$(pgrep -P "$NSPAWN_PID" 2>/dev/null) && [ -n "$PID1" ]; do
+    [ $SECONDS -lt $deadline ] || fail "the node did not start: $(tail -5 "$WORK/console.log")"
+    sleep 0.1
+  done
+  local state=""
+  until state=$(in_node systemctl is-system-running 2>/dev/null) &&
+        { [ "$state" = running ] || [ "$state" = degraded ]; }; do
+    [ $SECONDS -lt $deadline ] || fail "the node did not finish booting (state: $state)"
+    sleep 0.2
+  done
+}
+
+# The cache's CA, made by the real openssl, and a config for three mirrors through it.
+make_ca() {  # make_ca NAME -> $WORK/NAME.pem
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+    -subj "/CN=$1 test CA" -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$WORK/$1.key" -out "$WORK/$1.pem" 2>/dev/null
+}
+write_config() {  # write_config [DOCKER-PROJECT]
+  cat > "$NODE/etc/k3s-mirror-agent/config.yaml" <<YAML
+registry:
+  url: https://harbor.home.lab
+  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem
+mirrors:
+  docker.io: ${1:-dockerhub-proxy}
+  ghcr.io: ghcr-proxy
+  quay.io: quay-proxy
+k3s:
+  restart_timeout: ${RESTART_TIMEOUT:-30s}
+YAML
+}
+setup_config() {
+  make_ca harbor
+  cp "$WORK/harbor.pem" "$NODE/etc/k3s-mirror-agent/harbor-ca.pem"
+  write_config
+}
+
+# apply ARGS...: runs `k3s-mirror-agent apply --output json` in the node; sets RC, OUT, ERR.
+apply() {
+  RC=0
+  in_node /usr/local/sbin/k3s-mirror-agent apply --output json "$@" >"$WORK/out" 2>"$WORK/err" || RC=$?
+  OUT=$(cat "$WORK/out")
+  ERR=$(cat "$WORK/err")
+}
+expect_rc() {
+  [ "$RC" -eq "$1" ] || fail "expected exit $1, got $RC; stdout: $OUT; stderr: $ERR"
+}
+json() { jq -r "$1" <<<"$OUT"; }
+
+# How often the stand-in k3s has started, and the state of a unit.
+starts() { [ -f "$NODE/var/log/k3s-standin/starts" ] && wc -l <"$NODE/var/log/k3s-standin/starts" || echo 0; }
+unit_state() { in_node systemctl is-active "$1" || true; }
+# Waits until a unit reaches a state (for setting up scenarios, not for asserting timing).
+wait_state() {  # wait_state UNIT STATE
+  local deadline=$((SECONDS + 30))
+  until [ "$(unit_state "$1")" = "$2" ]; do
+    [ $SECONDS -lt $deadline ] || fail "$1 did not become $2 (is $(unit_state "$1"))"
+    sleep 0.1
+  done
+}
+# Every file the agent could touch, with inode, mtime, mode and hash (missing paths are fine).
+snapshot() {
+  local paths=(etc/rancher etc/ssl usr/local/share/ca-certificates var/lib/k3s-mirror-agent)
+  (cd "$NODE" && { find "${paths[@]}" -printf '%p %i %T@ %m\n' 2>/dev/null || true; } | sort &&
+    { find "${paths[@]}" -type f -exec sha256sum {} + 2>/dev/null || true; } | sort -k2)
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Scenario 2, server node: a second apply with the same config restarts nothing (the stand-in's
+# start count stays) and rewrites nothing (same inode, mtime and bytes).
+source "$NODE_DIR/lib.sh"
+node_create server
+setup_config
+node_boot
+wait_state k3s.service active
+apply
+expect_rc 0
+[ "$(json .restarted)" = k3s.service ] || fail "first apply did not restart: $OUT"
+before=$(snapshot)
+count=$(starts)
+
+apply
+expect_rc 0
+[ "$(json .changed)" = false ] || fail "second apply changed something: $OUT"
+[ "$(json .restarted)" = null ] || fail "second apply restarted: $OUT"
+[ "$(starts)" -eq "$count" ] || fail "k3s was restarted by the second apply"
+[ "$(snapshot)" = "$before" ] || fail "files changed: $(diff <(echo "$before") <(snapshot))"
+pass "second apply: zero restarts, nothing rewritten"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Scenario 5, server node: with k3s stopped, apply updates the files and restarts nothing:
+# k3s stays stopped (TryRestartUnit semantics), and the output says why.
+source "$NODE_DIR/lib.sh"
+node_create server
+setup_config
+node_boot
+wait_state k3s.service active
+in_node systemctl stop k3s.service
+count=$(starts)
+
+apply
+expect_rc 0
+[ "$(json .changed)" = true ] || fail "files not written: $OUT"
+[ "$(json .restarted)" = null ] || fail "restarted a stopped k3s: $OUT"
+[ "$(unit_state k3s.service)" = inactive ] || fail "k3s.service is $(unit_state k3s.service)"
+[ "$(starts)" -eq "$count" ] || fail "k3s was started"
+[ -f "$NODE/etc/rancher/k3s/registries.yaml" ] || fail "registries.yaml not written"
+grep -q "stays stopped" <<<"$(json '.notes | join(" ")')" || fail "no note about the stopped unit: $OUT"
+pass "a stopped k3s stays stopped; files updated"
