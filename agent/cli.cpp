@@ -97,8 +97,10 @@ int printReport(const Report& r, const Options& o, const char* what) {
     for (const auto& a : r.actions) {
       std::cout << prefix << a.verb << " " << a.target << "\n";
     }
-    if (r.restart_needed) {
-      std::cout << (r.dry_run ? "a k3s restart would be needed\n" : "a k3s restart is needed\n");
+    if (r.restarted) {
+      std::cout << *r.restarted << " was restarted and is active\n";
+    } else if (r.restart_needed) {
+      std::cout << (r.dry_run ? "k3s would be restarted\n" : "k3s needs a restart\n");
     }
     for (const auto& note : r.notes) {
       std::cout << note << "\n";

@@ -91,9 +91,16 @@ Status restartUntilHealthy(Systemd& systemd, Clock& clock, const std::string& un
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
             std::chrono::milliseconds(1)));
   }
-  return Error{"restart " + unit + ": it did not stay active (now " + last.active_state + "/" +
-                   last.sub_state + "; see journalctl -u " + unit + ")",
-               ErrorKind::kApply};
+  std::string why = "it did not stay active (now " + last.active_state + "/" + last.sub_state;
+  if (!last.result.empty() && last.result != "success") {
+    why += ", result " + last.result;
+  }
+  why += "; see journalctl -u " + unit + ")";
+  if (last.result == "start-limit-hit") {
+    why += "; systemd refuses to start it again so soon: once it can start, run systemctl "
+           "reset-failed " + unit;
+  }
+  return Error{"restart " + unit + ": " + why, ErrorKind::kApply};
 }
 
 std::vector<HostsToml> expectedHostsToml(const Config& config) {

@@ -106,6 +106,16 @@ class BusSystemd final : public Systemd {
       }
       *field = value;
     }
+    // Why a service last stopped (Service.Result); says "start-limit-hit" when systemd refuses
+    // to start it again so soon. Only services have it, and it is only for messages.
+    BusError result_error;
+    char* result = nullptr;
+    if (sd_bus_get_property_string(bus_.get(), kDestination, path,
+                                   "org.freedesktop.systemd1.Service", "Result",
+                                   result_error.get(), &result) >= 0) {
+      Owned<char, free> owned(result);
+      state.result = result;
+    }
     return state;
   }
 

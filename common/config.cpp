@@ -360,7 +360,7 @@ class FileParser {
   // and for mirror keys.
   static Result<std::pair<std::string, uint16_t>> splitHostPort(const std::string& text) {
     std::string host = text;
-    std::string port;
+    std::optional<std::string> port;  // set when a ':' introduces one, even an empty one
     if (!text.empty() && text.front() == '[') {
       auto close = text.find(']');
       if (close == std::string::npos) {
@@ -390,18 +390,19 @@ class FileParser {
         return configError("\"" + host + "\" is not a valid host name");
       }
     }
-    if (text.find(':') != std::string::npos && text.front() != '[' && port.empty()) {
+    if (!port) {
+      return std::pair{host, uint16_t{0}};
+    }
+    if (port->empty()) {
       return configError("the port after : is missing");
     }
-    uint16_t port_number = 0;
-    if (!port.empty()) {
-      if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-          std::stoi(port) < 1 || std::stoi(port) > 65535) {
-        return configError("port \"" + port + "\" is not a number from 1 to 65535");
-      }
-      port_number = static_cast<uint16_t>(std::stoi(port));
+    // Digits only and no leading zero: "host:0080" would be a second spelling of one host,
+    // and the host[:port] text is the configs key k3s looks TLS settings up by.
+    if (port->size() > 5 || port->find_first_not_of("0123456789") != std::string::npos ||
+        port->front() == '0' || std::stoi(*port) > 65535) {
+      return configError("port \"" + *port + "\" is not a number from 1 to 65535");
     }
-    return std::pair{host, port_number};
+    return std::pair{host, static_cast<uint16_t>(std::stoi(*port))};
   }
 
  private:

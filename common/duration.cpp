@@ -13,6 +13,8 @@ struct Unit {
 };
 // Ordered from largest to smallest: a combination must use each unit once, in this order.
 constexpr std::array<Unit, 4> kUnits{{{"h", 3'600'000}, {"m", 60'000}, {"s", 1'000}, {"ms", 1}}};
+// A billion seconds is 31 years: any duration beyond that in a config is a typo.
+constexpr int64_t kMaxMillis = 1'000'000'000'000;
 
 }  // namespace
 
@@ -30,7 +32,7 @@ std::optional<Duration> parseDuration(std::string_view text) {
     size_t digits = 0;
     while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
       number = number * 10 + (text[digits] - '0');
-      if (number > 1'000'000'000) {  // 31 years in seconds: anything larger is a typo
+      if (number > kMaxMillis) {  // also keeps number * unit below int64's limit
         return std::nullopt;
       }
       ++digits;
@@ -56,6 +58,9 @@ std::optional<Duration> parseDuration(std::string_view text) {
     next_unit = unit_index + 1;
     text.remove_prefix(unit->suffix.size());
     total += number * unit->millis;
+    if (total > kMaxMillis) {
+      return std::nullopt;
+    }
   }
   return Duration{total};
 }
