@@ -239,9 +239,9 @@ Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& optio
     return unit.error();
   }
   if (!unit.value()) {
-    const std::string wanted = config.k3s.unit == "auto" ? word + ".service or " + word +
-                                                               "-agent.service"
-                                                         : config.k3s.unit;
+    const std::string wanted = config.k3s.unit == "auto"
+                                   ? word + ".service or " + word + "-agent.service"
+                                   : config.k3s.unit;
     report.notes.push_back("no " + wanted + " is installed yet: " + word +
                            " will read these files when it first starts");
     return std::optional<RestartTarget>{};
@@ -461,8 +461,7 @@ Report apply(const ApplyOptions& options, Deps& deps) {
 
   // k3s did not come back on the new files: the old files, the old trust store, and k3s on them.
   const std::string cause = restarted.error().message;
-  spdlog::error("{}; putting the previous files back and restarting {} again", cause,
-                target->unit);
+  spdlog::error("{}; putting the previous files back and restarting {} again", cause, target->unit);
   const auto left = undo(executed, options.root, deps);
   deadline = deps.clock.now() + config.k3s.restart_timeout;
   auto back = restartUntilHealthy(*target->systemd, deps.clock, target->unit, deadline);
@@ -568,8 +567,9 @@ Report restore(const ApplyOptions& options, Deps& deps) {
   executeFiles(plan, root, deps, report);
   if (!report.error && plan.restart_needed) {
     report.restart_needed = true;
-    report.notes.push_back("k3s reads registries.yaml only when it starts: restart it to drop the "
-                           "agent's mirrors");
+    report.notes.push_back(
+        "k3s reads registries.yaml only when it starts: restart it to drop the "
+        "agent's mirrors");
   }
   return report;
 }

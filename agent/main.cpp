@@ -8,7 +8,6 @@ int main(int argc, char** argv) {
   k3sma::RealFiles files;
   k3sma::RealCommandRunner commands;
   k3sma::RealClock clock;
-  k3sma::Deps deps{files, commands, std::chrono::system_clock::now(), clock,
-                   k3sma::connectSystemd};
+  k3sma::Deps deps{files, commands, std::chrono::system_clock::now(), clock, k3sma::connectSystemd};
   return k3sma::runCli(argc, argv, deps);
 }

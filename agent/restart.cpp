@@ -97,8 +97,10 @@ Status restartUntilHealthy(Systemd& systemd, Clock& clock, const std::string& un
   }
   why += "; see journalctl -u " + unit + ")";
   if (last.result == "start-limit-hit") {
-    why += "; systemd refuses to start it again so soon: once it can start, run systemctl "
-           "reset-failed " + unit;
+    why +=
+        "; systemd refuses to start it again so soon: once it can start, run systemctl "
+        "reset-failed " +
+        unit;
   }
   return Error{"restart " + unit + ": " + why, ErrorKind::kApply};
 }

@@ -93,9 +93,9 @@ class BusSystemd final : public Systemd {
       return busError("read systemd's answer for " + unit, r, error);
     }
     UnitState state;
-    for (auto [name, field] : {std::pair{"LoadState", &state.load_state},
-                               std::pair{"ActiveState", &state.active_state},
-                               std::pair{"SubState", &state.sub_state}}) {
+    for (auto [name, field] :
+         {std::pair{"LoadState", &state.load_state}, std::pair{"ActiveState", &state.active_state},
+          std::pair{"SubState", &state.sub_state}}) {
       BusError property_error;
       char* value = nullptr;
       r = sd_bus_get_property_string(bus_.get(), kDestination, path, kUnitInterface, name,
@@ -111,8 +111,8 @@ class BusSystemd final : public Systemd {
     BusError result_error;
     char* result = nullptr;
     if (sd_bus_get_property_string(bus_.get(), kDestination, path,
-                                   "org.freedesktop.systemd1.Service", "Result",
-                                   result_error.get(), &result) >= 0) {
+                                   "org.freedesktop.systemd1.Service", "Result", result_error.get(),
+                                   &result) >= 0) {
       Owned<char, free> owned(result);
       state.result = result;
     }
@@ -154,8 +154,7 @@ class BusSystemd final : public Systemd {
     while (!watch.removed) {
       r = sd_bus_process(bus_.get(), nullptr);
       if (r < 0) {
-        return Error{"follow the restart job of " + unit + ": " + errnoText(-r),
-                     ErrorKind::kApply};
+        return Error{"follow the restart job of " + unit + ": " + errnoText(-r), ErrorKind::kApply};
       }
       if (r > 0) {
         continue;  // processed something; there may be more queued

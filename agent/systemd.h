@@ -20,8 +20,7 @@ struct UnitState {
 
   bool loaded() const { return load_state == "loaded"; }
   bool running() const {
-    return active_state == "active" || active_state == "activating" ||
-           active_state == "reloading";
+    return active_state == "active" || active_state == "activating" || active_state == "reloading";
   }
 };
 

@@ -16,7 +16,7 @@ namespace k3sma {
 struct CaCertificate {
   std::string subject;  // one line, RFC 2253 (e.g. "CN=Home Lab CA,O=Home")
   std::chrono::system_clock::time_point not_after;
-  bool is_ca = false;        // basicConstraints CA:TRUE
+  bool is_ca = false;  // basicConstraints CA:TRUE
   // issuer == subject and the key identifiers agree; for a certificate that is not a CA, the
   // signature also verifies with its own key (the only case where being self-signed decides).
   bool self_signed = false;

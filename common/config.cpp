@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <functional>
-#include <string_view>
 #include <set>
+#include <string_view>
 
 #include "common/fs.h"
 

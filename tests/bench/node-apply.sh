@@ -45,7 +45,7 @@ hyperfine -N --warmup 10 --runs 100 --export-json "$WORK/nochange.json" \
 [ "$(starts)" -eq $((before + restarts)) ] || fail "an apply that changes nothing restarted k3s"
 
 report() {
-  jq -r --arg label "$2" '.results[] | "\($label // .command): median \(.median * 1000 * 10 | round / 10) ms, mean \(.mean * 1000 * 10 | round / 10) ms ± \(.stddev * 1000 * 10 | round / 10) ms over \(.times | length) runs"' "$1"
+  jq -r --arg name "$2" '.results[] | "\($name): median \(.median * 1000 * 10 | round / 10) ms, mean \(.mean * 1000 * 10 | round / 10) ms ± \(.stddev * 1000 * 10 | round / 10) ms over \(.times | length) runs"' "$1"
 }
 report "$WORK/change.json" "apply changing registries.yaml (restart included, $restarts restarts in 10 runs)"
 jq -r '.results[] | "\(.command | sub("nsenter -t [0-9]+ -a "; "in node: ")): median \(.median * 1000 * 10 | round / 10) ms, mean \(.mean * 1000 * 10 | round / 10) ms ± \(.stddev * 1000 * 10 | round / 10) ms over \(.times | length) runs"' "$WORK/nochange.json"

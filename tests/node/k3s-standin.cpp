@@ -50,8 +50,8 @@ int main(int argc, char** argv) {
   const fs::path data_dir = argc > 3 ? argv[3] : "/var/lib/rancher/k3s";
 
   fs::create_directories("/var/log/k3s-standin");
-  std::ofstream("/var/log/k3s-standin/starts", std::ios::app) << role << " " << ::time(nullptr)
-                                                               << "\n";
+  std::ofstream("/var/log/k3s-standin/starts", std::ios::app)
+      << role << " " << ::time(nullptr) << "\n";
   YAML::Node doc;
   if (fs::exists(registries)) {
     const std::string text = slurp(registries);

@@ -38,8 +38,8 @@ class FakeSystemd final : public Systemd {
     auto it = load_states.find(unit);
     UnitState s;
     s.load_state = it == load_states.end() ? "not-found" : it->second;
-    s.active_state = active_state(std::chrono::duration_cast<std::chrono::milliseconds>(
-        clock->now() - clock->start()));
+    s.active_state = active_state(
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock->now() - clock->start()));
     s.sub_state = s.active_state == "active" ? "running" : "start";
     return s;
   }
