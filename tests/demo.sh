@@ -18,10 +18,7 @@ source tests/node/lib.sh
 
 show() { printf '\n\033[1m[node]$ %s\033[0m\n' "$*"; in_node "$@"; }
 echo "booting a throwaway node with a stand-in k3s.service ..."
-node_create server
-setup_config
-node_boot
-wait_state k3s.service active
+start_node server
 
 show cat /etc/k3s-mirror-agent/config.yaml
 show k3s-mirror-agent apply

@@ -15,10 +15,7 @@ export STANDIN=${STANDIN:-$PWD/build/release/tests/k3s-standin}
 export NODE_DIR=$PWD/tests/node
 command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
 source tests/node/lib.sh
-node_create server
-setup_config
-node_boot
-wait_state k3s.service active
+start_node server
 apply
 expect_rc 0
 

@@ -110,6 +110,17 @@ setup_config() {
   write_config
 }
 
+# start_node ROLE: a node with the example config and CA, booted, its k3s unit active.
+start_node() {
+  node_create "$1"
+  setup_config
+  node_boot
+  case "$1" in
+    server | both) wait_state k3s.service active ;;
+    agent) wait_state k3s-agent.service active ;;
+  esac
+}
+
 # apply ARGS...: runs `k3s-mirror-agent apply --output json` in the node; sets RC, OUT, ERR.
 apply() {
   RC=0

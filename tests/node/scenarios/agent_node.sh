@@ -2,10 +2,7 @@
 # Scenario 7, agent node: unit auto finds k3s-agent.service; the first apply restarts it once,
 # a second apply restarts nothing.
 source "$NODE_DIR/lib.sh"
-node_create agent
-setup_config
-node_boot
-wait_state k3s-agent.service active
+start_node agent
 apply
 expect_rc 0
 [ "$(json .restarted)" = k3s-agent.service ] || fail "k3s-agent.service not restarted: $OUT"

@@ -2,10 +2,7 @@
 # A node with both k3s.service and k3s-agent.service and `unit: auto`: apply cannot know which
 # to restart, says to set k3s.unit, exits 2, and touches nothing.
 source "$NODE_DIR/lib.sh"
-node_create both
-setup_config
-node_boot
-wait_state k3s.service active
+start_node both
 before=$(snapshot)
 count=$(starts)
 apply

@@ -2,10 +2,7 @@
 # Scenario 3, server node: changing one mirror gives exactly one restart; changing only the CA
 # gives exactly one restart too, and the new CA replaces the old one in the node's bundle.
 source "$NODE_DIR/lib.sh"
-node_create server
-setup_config
-node_boot
-wait_state k3s.service active
+start_node server
 apply
 expect_rc 0
 

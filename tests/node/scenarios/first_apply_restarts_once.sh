@@ -3,10 +3,7 @@
 # update-ca-certificates puts the CA into the node's bundle, k3s.service is restarted exactly
 # once through D-Bus and is active, and the stand-in k3s rewrote hosts.toml for the cache.
 source "$NODE_DIR/lib.sh"
-node_create server
-setup_config
-node_boot
-wait_state k3s.service active
+start_node server
 [ "$(starts)" -eq 1 ] || fail "the stand-in started $(starts) times at boot"
 
 apply

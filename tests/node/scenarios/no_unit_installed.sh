@@ -2,9 +2,7 @@
 # Scenario 6, a node without k3s: apply writes the files, exits 0, restarts nothing and says
 # that k3s will read them at first start.
 source "$NODE_DIR/lib.sh"
-node_create none
-setup_config
-node_boot
+start_node none
 apply
 expect_rc 0
 [ "$(json .changed)" = true ] || fail "files not written: $OUT"

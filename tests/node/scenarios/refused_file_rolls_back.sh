@@ -3,10 +3,7 @@
 # ready, like k3s with a file it cannot use). The agent gives up at restart_timeout, puts the
 # old files back byte for byte, restarts k3s on them, and exits 1 with "rolled_back": true.
 source "$NODE_DIR/lib.sh"
-node_create server
-RESTART_TIMEOUT=8s setup_config
-node_boot
-wait_state k3s.service active
+RESTART_TIMEOUT=8s start_node server
 apply
 expect_rc 0
 reg=$NODE/etc/rancher/k3s/registries.yaml

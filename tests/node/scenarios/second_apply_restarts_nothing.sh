@@ -2,10 +2,7 @@
 # Scenario 2, server node: a second apply with the same config restarts nothing (the stand-in's
 # start count stays) and rewrites nothing (same inode, mtime and bytes).
 source "$NODE_DIR/lib.sh"
-node_create server
-setup_config
-node_boot
-wait_state k3s.service active
+start_node server
 apply
 expect_rc 0
 [ "$(json .restarted)" = k3s.service ] || fail "first apply did not restart: $OUT"

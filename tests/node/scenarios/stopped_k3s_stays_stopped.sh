@@ -2,10 +2,7 @@
 # Scenario 5, server node: with k3s stopped, apply updates the files and restarts nothing:
 # k3s stays stopped (TryRestartUnit semantics), and the output says why.
 source "$NODE_DIR/lib.sh"
-node_create server
-setup_config
-node_boot
-wait_state k3s.service active
+start_node server
 in_node systemctl stop k3s.service
 count=$(starts)
 
