@@ -314,7 +314,7 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
   if (!config) {
     return config.error();
   }
-  Prepared prepared{std::move(config.value()), {}, {}, {}, {}, {}};
+  Prepared prepared{std::move(config.value()), {}, {}, {}, {}, {}, {}};
   const Config& c = prepared.config;
 
   auto ca = loadCa(c, root, deps);
@@ -323,6 +323,7 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
   }
   if (ca.value()) {
     prepared.warnings = ca.value()->warnings;
+    prepared.ca_pem = ca.value()->pem;
   }
   auto state = readState(deps, root);
   if (!state) {

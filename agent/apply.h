@@ -63,6 +63,7 @@ struct Prepared {
   State state;                  // as on disk before this apply
   std::string registries_path;  // node path
   std::string registries_text;  // what registries.yaml should hold
+  std::string ca_pem;           // the configured CA as it is installed; empty without one
   Plan plan;
   std::vector<std::string> warnings;  // e.g. a CA that expires soon
 };

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "agent/probe.h"
 #include "common/diff.h"
 #include "common/log.h"
 #include "common/registries.h"
@@ -20,9 +21,13 @@ constexpr const char* kFooter = R"(Exit status:
   2  usage, config or CA error; nothing was touched
   3  diff / apply --dry-run: changes are pending
   4  apply failed and the previous state could not be fully restored (the message says what)
+  5  check --probe: the cache could not be reached or was not trusted
 
 Config: /etc/k3s-mirror-agent/config.yaml plus config.d/*.yaml in name order; the README
 describes every key.)";
+
+// How long check --probe waits for the cache: connect, TLS handshake and the status line.
+constexpr std::chrono::seconds kProbeTimeout{10};
 
 struct Options {
   std::string config;
@@ -31,6 +36,7 @@ struct Options {
   bool dry_run = false;
   bool no_restart = false;
   bool show_secrets = false;
+  bool probe = false;
   bool verbose = false;
   bool quiet = false;
 };
@@ -187,12 +193,29 @@ int runCheck(const Options& o, Deps& deps) {
   }
   const auto& p = prepared.value();
   printWarnings(p.warnings);
+  std::optional<ProbeResult> probe;
+  if (o.probe) {
+    probe = probeCache(p.config.registry, p.ca_pem, kProbeTimeout, deps.now);
+    if (!probe->up) {
+      spdlog::error("{}", probe->error);
+    }
+  }
   if (o.output == "json") {
     nlohmann::ordered_json j;
     j["valid"] = true;
     j["warnings"] = p.warnings;
     j["changes_pending"] = !p.plan.empty();
-    j["error"] = nullptr;
+    if (probe) {
+      j["probe"] = {{"url", p.config.registry.url},
+                    {"up", probe->up},
+                    {"latency_ms", probe->latency.count()},
+                    {"http_status", probe->http_status},
+                    {"certificate_days_left",
+                     probe->certificate_days_left ? nlohmann::json(*probe->certificate_days_left)
+                                                  : nlohmann::json(nullptr)},
+                    {"error", probe->up ? nlohmann::json(nullptr) : nlohmann::json(probe->error)}};
+    }
+    j["error"] = probe && !probe->up ? nlohmann::json(probe->error) : nlohmann::json(nullptr);
     std::cout << j.dump() << "\n";
   } else {
     std::cout << "config OK: " << p.config.mirrors.size() << " mirror"
@@ -201,8 +224,18 @@ int runCheck(const Options& o, Deps& deps) {
               << "\n"
               << (p.plan.empty() ? "the node is up to date\n"
                                  : "changes are pending: see k3s-mirror-agent diff\n");
+    if (probe && probe->up) {
+      std::cout << "cache up: " << p.config.registry.url << "/v2/ answered HTTP "
+                << probe->http_status << " in " << probe->latency.count() << " ms";
+      if (probe->certificate_days_left) {
+        std::cout << "; its certificate expires in " << *probe->certificate_days_left << " days";
+      }
+      std::cout << "\n";
+    } else if (probe) {
+      std::cout << "cache down: " << probe->error << "\n";
+    }
   }
-  return kExitOk;
+  return probe && !probe->up ? kExitProbe : kExitOk;
 }
 
 // `--apply` is the spelling playbooks use; it means the apply subcommand.
@@ -266,9 +299,12 @@ int runCli(int argc, char** argv, Deps& deps) {
   addCommonOptions(*render_cmd, o);
   render_cmd->add_flag("--show-secrets", o.show_secrets, "Print passwords instead of ********");
 
-  auto* check_cmd =
-      app.add_subcommand("check", "Validate the config and the CA; change nothing (exit 0 or 2)");
+  auto* check_cmd = app.add_subcommand(
+      "check", "Validate the config and the CA; change nothing (exit 0, 2, or 5 with --probe)");
   addCommonOptions(*check_cmd, o);
+  check_cmd->add_flag("--probe", o.probe,
+                      "Also reach the cache: TLS verified with the CA and the host name, then "
+                      "GET /v2/ must answer 200 or 401 (exit 5 when it does not)");
 
   auto* restore_cmd =
       app.add_subcommand("restore",

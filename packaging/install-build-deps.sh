@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs="cmake g++ make pkg-config
   libyaml-cpp-dev libssl-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libdtl-dev libgtest-dev libgmock-dev
-  ca-certificates openssl jq"
+  ca-certificates openssl jq docker-registry nginx-light"
 # Only touch the package lists when something is missing: keeps a second run fast and offline.
 missing=""
 for p in $pkgs; do

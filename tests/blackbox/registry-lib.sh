@@ -1,0 +1,93 @@
+# Real registry parts for the probe tests (RECIPES.md recipe 5): Debian's docker-registry
+# (CNCF distribution) on loopback, fronted by nginx with TLS from a test CA, the way a Harbor
+# sits behind its TLS front. Sourced after lib.sh; everything lives in $WORK and stops on exit.
+
+for tool in docker-registry nginx; do
+  command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin
+  command -v "$tool" >/dev/null ||
+    fail "$tool is not installed (tests/run-all.sh installs docker-registry and nginx-light)"
+done
+
+# A loopback TCP port nothing listens on (from /proc/net/tcp, no extra tools).
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 20000))
+    grep -qi ":$(printf '%04X' "$port") 00000000:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null ||
+      { echo "$port"; return; }
+  done
+}
+
+# wait_listening PORT: until something accepts on 127.0.0.1:PORT (bash's /dev/tcp), 20 s at most.
+wait_listening() {
+  local deadline=$((SECONDS + 20))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || fail "nothing listens on 127.0.0.1:$1"
+    sleep 0.1
+  done
+}
+
+PIDS=()
+stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; PIDS=(); }
+trap 'stop_all; rm -rf "$WORK"' EXIT
+
+# start_registry: docker-registry on 127.0.0.1:$REGISTRY_PORT, storage in $WORK.
+start_registry() {
+  REGISTRY_PORT=$(free_port)
+  mkdir -p "$WORK/registry"
+  cat > "$WORK/registry.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+YAML
+  docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+  PIDS+=($!)
+  wait_listening "$REGISTRY_PORT"
+}
+
+# start_tls_front CERT KEY: nginx on 127.0.0.1:$TLS_PORT with that certificate, proxying to
+# the registry. Stop it with stop_tls_front.
+start_tls_front() {
+  TLS_PORT=${TLS_PORT:-$(free_port)}
+  mkdir -p "$WORK/nginx"
+  cat > "$WORK/nginx.conf" <<CONF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events {}
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  server {
+    listen 127.0.0.1:$TLS_PORT ssl;
+    ssl_certificate $1;
+    ssl_certificate_key $2;
+    location /v2/ { proxy_pass http://127.0.0.1:$REGISTRY_PORT; }
+  }
+}
+CONF
+  nginx -c "$WORK/nginx.conf" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
+  NGINX_PID=$!
+  PIDS+=($NGINX_PID)
+  wait_listening "$TLS_PORT"
+}
+stop_tls_front() {
+  kill "$NGINX_PID" 2>/dev/null || true
+  wait "$NGINX_PID" 2>/dev/null || true
+}
+
+# make_server_cert_days CA HOST DAYS: like make_server_cert, valid for DAYS days.
+make_server_cert_days() {
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+    -keyout "$WORK/$2.key" -out "$WORK/$2.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\n' "$2" > "$WORK/$2.ext"
+  openssl x509 -req -in "$WORK/$2.csr" -CA "$WORK/$1.pem" -CAkey "$WORK/$1.key" \
+    -CAcreateserial -days "$3" -extfile "$WORK/$2.ext" -out "$WORK/$2.crt" 2>/dev/null
+}
