@@ -35,7 +35,7 @@ Result<std::optional<CaBundle>> loadCa(const Config& config, const Root& root, D
   const std::string path = root.path(config.registry.ca_file);
   auto bytes = deps.files.read(path);
   if (!bytes) {
-    return bytes.error().context(where.substr(0, where.size() - 2));
+    return configError(where + bytes.error().message);
   }
   if (!bytes.value()) {
     return configError(where + path + " does not exist");
@@ -242,8 +242,10 @@ Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& optio
     const std::string wanted = config.k3s.unit == "auto"
                                    ? word + ".service or " + word + "-agent.service"
                                    : config.k3s.unit;
-    report.notes.push_back("no " + wanted + " is installed yet: " + word +
-                           " will read these files when it first starts");
+    report.notes.push_back(
+        "no " + wanted + " is installed yet: " + word +
+        " will read these files when it first starts" +
+        (config.k3s.unit == "auto" ? "" : " (if the name is wrong, fix k3s.unit)"));
     return std::optional<RestartTarget>{};
   }
   auto state = systemd.value()->unitState(*unit.value());
@@ -262,10 +264,7 @@ Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& optio
 // report the ones that were not. Not a reason to roll back: k3s itself is up.
 void checkHostsToml(const Config& config, Deps& deps, std::chrono::system_clock::time_point since,
                     std::chrono::steady_clock::time_point deadline, Report& report) {
-  const std::string data_dir = config.k3s.distribution == Distribution::kRke2
-                                   ? "/var/lib/rancher/rke2"
-                                   : "/var/lib/rancher/k3s";
-  if (!statFile(data_dir)) {
+  if (!statFile(dataDir(config.k3s.distribution))) {
     return;  // not a k3s that writes hosts.toml here (or not started yet)
   }
   auto pending = expectedHostsToml(config);
@@ -332,6 +331,15 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
   prepared.state = state.value();
 
   const std::string registries = registriesPath(c.k3s.distribution);
+  if (!prepared.state.registries_path.empty() && prepared.state.registries_path != registries) {
+    // The state (what to remove, the node's own file) belongs to the other file; carrying it
+    // over would leave the agent's entries there and restore the wrong file here.
+    return configError(c.originOf("k3s.distribution") + ": k3s.distribution: the agent manages " +
+                       prepared.state.registries_path +
+                       "; run k3s-mirror-agent restore first, "
+                       "then apply again to manage " +
+                       registries);
+  }
   auto current = readNodeFile(deps, root, registries);
   if (!current) {
     return current.error();
@@ -378,6 +386,15 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
     return on_disk.error();
   }
   prepared.plan = makePlan(desired, on_disk.value());
+  // With --root, update-ca-certificates needs the root's trust store directory; find out now
+  // rather than after the files were written.
+  if (prepared.plan.update_ca_certificates && !root.isSystem() &&
+      !statFile(root.path("/etc/ssl/certs"))) {
+    return configError("update the trust store under --root " + root.dir() + ": " +
+                       root.path("/etc/ssl/certs") +
+                       " does not exist; the root must be laid out "
+                       "like a Debian node's (see the README's --root)");
+  }
   return prepared;
 }
 
@@ -452,8 +469,8 @@ Report apply(const ApplyOptions& options, Deps& deps) {
 
   const auto restart_started = std::chrono::system_clock::now();
   auto deadline = deps.clock.now() + config.k3s.restart_timeout;
-  auto restarted = restartUntilHealthy(*target->systemd, deps.clock, target->unit, deadline);
-  if (restarted) {
+  auto attempt = restartUntilHealthy(*target->systemd, deps.clock, target->unit, deadline);
+  if (attempt.status) {
     report.restarted = target->unit;
     report.actions.push_back({"restart", target->unit});
     checkHostsToml(config, deps, restart_started, deadline, report);
@@ -461,14 +478,23 @@ Report apply(const ApplyOptions& options, Deps& deps) {
   }
 
   // k3s did not come back on the new files: the old files, the old trust store, and k3s on them.
-  const std::string cause = restarted.error().message;
-  spdlog::error("{}; putting the previous files back and restarting {} again", cause, target->unit);
+  const std::string cause = attempt.status.error().message;
+  spdlog::error("{}; putting the previous files back", cause);
   const auto left = undo(executed, options.root, deps);
-  deadline = deps.clock.now() + config.k3s.restart_timeout;
-  auto back = restartUntilHealthy(*target->systemd, deps.clock, target->unit, deadline);
   report.rolled_back = true;
   report.changed = false;
   report.actions.clear();
+  if (!attempt.touched) {
+    // systemd never queued the restart: k3s still runs as before, on the files it read then.
+    report.error = left.empty() ? Error{cause + "; the previous files were put back and " +
+                                            target->unit + " was not restarted",
+                                        ErrorKind::kApply}
+                                : Error{cause + "; these could NOT be put back: " + joined(left),
+                                        ErrorKind::kPartial};
+    return report;
+  }
+  deadline = deps.clock.now() + config.k3s.restart_timeout;
+  auto back = restartUntilHealthy(*target->systemd, deps.clock, target->unit, deadline).status;
   if (left.empty() && back) {
     report.error = Error{cause + "; rolled back: the previous files are in place and " +
                              target->unit + " is active again on them",

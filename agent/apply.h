@@ -1,7 +1,7 @@
 #pragma once
 // The apply transaction (SPEC.md "Apply, step by step"), and restore, its undo. prepare() reads
 // the node and plans without changing anything (diff, render, check and --dry-run stop there);
-// apply() takes the lock, plans again under it, finds the k3s unit, and executes: backup, CA
+// apply() finds the k3s unit, takes the lock, plans again under it and executes: backup, CA
 // files, update-ca-certificates, registries.yaml, state, then restarts k3s if it runs and waits
 // for it to be healthy. On any failure it puts back every file it had changed, in reverse
 // order, rebuilds the trust store and restarts k3s on the old files.

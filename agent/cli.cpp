@@ -106,7 +106,8 @@ int printReport(const Report& r, const Options& o, const char* what) {
     if (r.restarted) {
       std::cout << *r.restarted << " was restarted and is active\n";
     } else if (r.restart_needed) {
-      std::cout << (r.dry_run ? "k3s would be restarted\n" : "k3s needs a restart\n");
+      std::cout << (r.dry_run ? "k3s (or rke2) would be restarted\n"
+                              : "k3s (or rke2) needs a restart to read them\n");
     }
     for (const auto& note : r.notes) {
       std::cout << note << "\n";
@@ -145,7 +146,9 @@ int runDiff(const Options& o, Deps& deps) {
       out += "# keep a copy of the node's own registries.yaml at " + change.path + "\n";
       continue;
     }
-    out += unifiedDiff(mask(change.before), mask(change.after), change.path);
+    const std::string shown = unifiedDiff(mask(change.before), mask(change.after), change.path);
+    // Masking can hide the only difference: say that a secret changed rather than nothing.
+    out += shown.empty() ? "# " + change.path + ": a secret changed (masked)\n" : shown;
   }
   if (prepared.value().plan.update_ca_certificates) {
     out += "# then run update-ca-certificates\n";
@@ -210,8 +213,8 @@ int runCheck(const Options& o, Deps& deps) {
                     {"up", probe->up},
                     {"latency_ms", probe->latency.count()},
                     {"http_status", probe->http_status},
-                    {"certificate_days_left",
-                     probe->certificate_days_left ? nlohmann::json(*probe->certificate_days_left)
+                    {"certificate_days_left", probe->certificate_days_left
+                                                  ? nlohmann::json(*probe->certificate_days_left)
                                                   : nlohmann::json(nullptr)},
                     {"error", probe->up ? nlohmann::json(nullptr) : nlohmann::json(probe->error)}};
     }

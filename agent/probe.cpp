@@ -177,8 +177,8 @@ ProbeResult probeCache(const CacheRegistry& registry, const std::string& ca_pem,
       if (!waitFor(fd.value().get(), POLLOUT, deadline)) {
         return down("send to " + registry.host + ": timed out");
       }
-      const ssize_t n = ::send(fd.value().get(), request.data() + sent, request.size() - sent,
-                               MSG_NOSIGNAL);
+      const ssize_t n =
+          ::send(fd.value().get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
       if (n < 0 && errno != EAGAIN && errno != EINTR) {
         return down("send to " + registry.host + ": " + errnoText(errno));
       }
@@ -244,8 +244,8 @@ ProbeResult probeCache(const CacheRegistry& registry, const std::string& ca_pem,
       }
       const long verify = SSL_get_verify_result(ssl.get());
       if (verify != X509_V_OK) {
-        return down("TLS handshake with " + registry.host + ": certificate verify failed: " +
-                    X509_verify_cert_error_string(verify));
+        return down("TLS handshake with " + registry.host +
+                    ": certificate verify failed: " + X509_verify_cert_error_string(verify));
       }
       if (msLeft(deadline) == 0) {
         return down("TLS handshake with " + registry.host + ": timed out");
@@ -293,8 +293,8 @@ ProbeResult probeCache(const CacheRegistry& registry, const std::string& ca_pem,
     return down("GET /v2/ on " + registry.host + ": no HTTP response");
   }
   if (result.http_status != 200 && result.http_status != 401) {
-    return down("GET /v2/ on " + registry.host + ": HTTP " +
-                std::to_string(result.http_status) + " (a registry answers 200 or 401)");
+    return down("GET /v2/ on " + registry.host + ": HTTP " + std::to_string(result.http_status) +
+                " (a registry answers 200 or 401)");
   }
   result.up = true;
   ERR_clear_error();

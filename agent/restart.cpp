@@ -35,21 +35,11 @@ Result<std::optional<std::string>> resolveUnit(Systemd& systemd, const K3sSettin
   return std::optional<std::string>{loaded.front()};
 }
 
-Status restartUntilHealthy(Systemd& systemd, Clock& clock, const std::string& unit,
-                           std::chrono::steady_clock::time_point deadline) {
-  auto job = systemd.tryRestart(unit, deadline);
-  if (!job) {
-    return job.error();
-  }
-  if (job.value() == "deadline") {
-    return Error{"restart " + unit + ": the restart job did not finish within restart_timeout",
-                 ErrorKind::kApply};
-  }
-  if (job.value() != "done") {
-    return Error{"restart " + unit + ": the restart job ended with \"" + job.value() +
-                     "\" (see journalctl -u " + unit + ")",
-                 ErrorKind::kApply};
-  }
+namespace {
+
+// After a restart job ended "done": waits until the unit has stayed active for kSettle.
+Status waitHealthy(Systemd& systemd, Clock& clock, const std::string& unit,
+                   std::chrono::steady_clock::time_point deadline) {
   // The job is done once the unit reported ready; it must also stay up: a k3s that cannot use
   // its new files may exit right after and be restarted by Restart=always.
   bool active = false;   // active since active_since, without a break
@@ -105,10 +95,34 @@ Status restartUntilHealthy(Systemd& systemd, Clock& clock, const std::string& un
   return Error{"restart " + unit + ": " + why, ErrorKind::kApply};
 }
 
+}  // namespace
+
+RestartAttempt restartUntilHealthy(Systemd& systemd, Clock& clock, const std::string& unit,
+                                   std::chrono::steady_clock::time_point deadline) {
+  auto job = systemd.tryRestart(unit, deadline);
+  if (!job) {
+    return {job.error(), false};
+  }
+  const RestartJob& j = job.value();
+  if (j.result == "deadline") {
+    return {Error{"restart " + unit + ": the restart job did not finish within restart_timeout",
+                  ErrorKind::kApply},
+            true};
+  }
+  if (j.result == "lost") {
+    return {Error{j.error, ErrorKind::kApply}, true};
+  }
+  if (j.result != "done") {
+    return {Error{"restart " + unit + ": the restart job ended with \"" + j.result +
+                      "\" (see journalctl -u " + unit + ")",
+                  ErrorKind::kApply},
+            true};
+  }
+  return {waitHealthy(systemd, clock, unit, deadline), true};
+}
+
 std::vector<HostsToml> expectedHostsToml(const Config& config) {
-  const std::string data_dir = config.k3s.distribution == Distribution::kRke2
-                                   ? "/var/lib/rancher/rke2"
-                                   : "/var/lib/rancher/k3s";
+  const std::string data_dir = dataDir(config.k3s.distribution);
   std::vector<HostsToml> expected;
   for (const auto& [upstream, project] : config.mirrors) {
     expected.push_back({data_dir + "/agent/etc/containerd/certs.d/" + upstream + "/hosts.toml",

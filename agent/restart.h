@@ -25,12 +25,17 @@ Result<std::optional<std::string>> resolveUnit(Systemd& systemd, const K3sSettin
 
 // Restarts a running unit (TryRestartUnit), follows the job, then waits until the unit is
 // active and has stayed active for kSettle, all before deadline. The error says what happened:
-// the job's result, or the state the unit was left in.
-Status restartUntilHealthy(Systemd& systemd, Clock& clock, const std::string& unit,
-                           std::chrono::steady_clock::time_point deadline);
+// the job's result, or the state the unit was left in. touched is false when systemd never
+// queued the restart: then the unit still runs as it did, on whatever files it read before.
+struct RestartAttempt {
+  Status status = Ok{};
+  bool touched = false;
+};
+RestartAttempt restartUntilHealthy(Systemd& systemd, Clock& clock, const std::string& unit,
+                                   std::chrono::steady_clock::time_point deadline);
 
-// The containerd hosts.toml files k3s writes from registries.yaml, one per mirror, as
-// {path on the node, endpoint it must name}. Empty when k3s's data dir does not exist.
+// The containerd hosts.toml files k3s writes from registries.yaml into its data dir, one per
+// mirror, as {path on the node, endpoint it must name}.
 struct HostsToml {
   std::string path;
   std::string endpoint;

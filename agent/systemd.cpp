@@ -119,8 +119,8 @@ class BusSystemd final : public Systemd {
     return state;
   }
 
-  Result<std::string> tryRestart(const std::string& unit,
-                                 std::chrono::steady_clock::time_point deadline) override {
+  Result<RestartJob> tryRestart(const std::string& unit,
+                                std::chrono::steady_clock::time_point deadline) override {
     // Subscribe first, then watch JobRemoved, then start the job: a job that ends quickly
     // cannot end before we listen.
     BusError error;
@@ -151,26 +151,26 @@ class BusSystemd final : public Systemd {
       return busError("read the restart job of " + unit, r, call_error);
     }
     watch.path = job;
+    // From here on the restart is queued: failures are results, not errors.
     while (!watch.removed) {
       r = sd_bus_process(bus_.get(), nullptr);
       if (r < 0) {
-        return Error{"follow the restart job of " + unit + ": " + errnoText(-r), ErrorKind::kApply};
+        return RestartJob{"lost", "follow the restart job of " + unit + ": " + errnoText(-r)};
       }
       if (r > 0) {
         continue;  // processed something; there may be more queued
       }
       const auto now = std::chrono::steady_clock::now();
       if (now >= deadline) {
-        return std::string("deadline");
+        return RestartJob{"deadline", ""};
       }
       const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - now);
       r = sd_bus_wait(bus_.get(), static_cast<uint64_t>(left.count()));
       if (r < 0 && r != -EINTR) {
-        return Error{"wait for the restart job of " + unit + ": " + errnoText(-r),
-                     ErrorKind::kApply};
+        return RestartJob{"lost", "wait for the restart job of " + unit + ": " + errnoText(-r)};
       }
     }
-    return watch.result;
+    return RestartJob{watch.result, ""};
   }
 
  private:

@@ -1,8 +1,8 @@
 #pragma once
 // What the agent needs from systemd, over its D-Bus API (sd-bus): a unit's state, and
 // "restart it if it is running, and tell me how the job ended". Not a mirror of sd-bus: the
-// waiting for "active and stays active" lives in apply, over this small interface, so it can be
-// tested with a fake and a fake clock; the real client is tested against a booted systemd.
+// waiting for "active and stays active" lives in restart.cpp, over this small interface, so it
+// can be tested with a fake and a fake clock; the real client runs against a booted systemd.
 
 #include <chrono>
 #include <memory>
@@ -24,16 +24,24 @@ struct UnitState {
   }
 };
 
+// A restart job systemd accepted, and how it ended: "done", "failed", "timeout", "canceled",
+// "dependency", "skipped"; "deadline" when our deadline passed first; "lost" when following it
+// failed (error says why).
+struct RestartJob {
+  std::string result;
+  std::string error;
+};
+
 class Systemd {
  public:
   virtual ~Systemd() = default;
   // The unit's state; a unit systemd does not know reads as load_state "not-found".
   virtual Result<UnitState> unitState(const std::string& unit) = 0;
   // TryRestartUnit(unit, "replace") — a stopped unit stays stopped — and follows the job until
-  // systemd removes it (JobRemoved) or the deadline passes. Returns the job's result: "done",
-  // "failed", "timeout", "canceled", "dependency", "skipped"; "deadline" when ours passed first.
-  virtual Result<std::string> tryRestart(const std::string& unit,
-                                         std::chrono::steady_clock::time_point deadline) = 0;
+  // systemd removes it (JobRemoved) or the deadline passes. An error means systemd did not
+  // queue the restart (refused, no bus): the unit was not touched.
+  virtual Result<RestartJob> tryRestart(const std::string& unit,
+                                        std::chrono::steady_clock::time_point deadline) = 0;
 };
 
 // The system bus ($DBUS_SYSTEM_BUS_ADDRESS when set, as sd-bus reads it). An error says whether

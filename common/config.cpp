@@ -651,6 +651,10 @@ Result<Config> parseConfig(const std::vector<ConfigSource>& sources) {
   return config;
 }
 
+std::string dataDir(Distribution d) {
+  return d == Distribution::kRke2 ? "/var/lib/rancher/rke2" : "/var/lib/rancher/k3s";
+}
+
 std::string registriesPath(Distribution d) {
   return d == Distribution::kRke2 ? "/etc/rancher/rke2/registries.yaml"
                                   : "/etc/rancher/k3s/registries.yaml";

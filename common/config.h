@@ -91,5 +91,6 @@ Result<Config> loadConfig(const std::string& config_path, const Root& root);
 
 // Registry paths for a distribution.
 std::string registriesPath(Distribution d);  // /etc/rancher/k3s/registries.yaml or rke2's
+std::string dataDir(Distribution d);         // /var/lib/rancher/k3s or rke2's
 
 }  // namespace k3sma

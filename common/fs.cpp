@@ -71,6 +71,12 @@ Fd::~Fd() {
 }
 
 Root::Root(std::string dir) : dir_(std::move(dir)) {
+  // Absolute, so that commands run with paths inside the root (update-ca-certificates cd's
+  // into one of them) see the same directory the agent does.
+  if (!dir_.empty() && dir_.front() != '/') {
+    std::error_code ec;
+    dir_ = std::filesystem::absolute(dir_, ec).string();
+  }
   while (dir_.size() > 1 && dir_.back() == '/') {
     dir_.pop_back();
   }

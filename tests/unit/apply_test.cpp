@@ -65,6 +65,8 @@ const auto kNow = std::chrono::system_clock::time_point(std::chrono::hours(24 * 
 class ApplyOnScratchRoot : public ::testing::Test {
  protected:
   void SetUp() override {
+    // update-ca-certificates under --root needs the root's trust store directory.
+    ASSERT_TRUE(makeDirs(root_.path("/etc/ssl/certs"), 0755).ok());
     ca_ = testing::makeCert(caSpec("Home Lab CA", kNow + 24h * 365));
     writeNodeFile("/etc/k3s-mirror-agent/harbor-ca.pem", ca_.cert_pem);
     writeConfig(kConfig);
@@ -306,6 +308,29 @@ TEST_F(ApplyOnScratchRoot, ACaExpiringSoonIsAWarningNotAnError) {
   ASSERT_FALSE(report.error);
   ASSERT_EQ(report.warnings.size(), 1u);
   EXPECT_NE(report.warnings[0].find("expires"), std::string::npos) << report.warnings[0];
+}
+
+TEST_F(ApplyOnScratchRoot, ARootWithoutATrustStoreIsRefusedBeforeAnythingIsWritten) {
+  std::filesystem::remove_all(root_.path("/etc/ssl"));
+  const auto before = everything();
+  const auto report = runApply();
+  ASSERT_TRUE(report.error);
+  EXPECT_EQ(report.error->kind, ErrorKind::kConfig);
+  EXPECT_NE(report.error->message.find("/etc/ssl/certs does not exist"), std::string::npos)
+      << report.error->message;
+  EXPECT_EQ(everything(), before);
+}
+
+TEST_F(ApplyOnScratchRoot, SwitchingDistributionIsRefusedUntilRestore) {
+  ASSERT_FALSE(runApply().error);
+  writeConfig(std::string(kConfig) + "k3s:\n  distribution: rke2\n");
+  const auto before = everything();
+  const auto report = runApply();
+  ASSERT_TRUE(report.error);
+  EXPECT_EQ(report.error->kind, ErrorKind::kConfig);
+  EXPECT_NE(report.error->message.find("run k3s-mirror-agent restore first"), std::string::npos)
+      << report.error->message;
+  EXPECT_EQ(everything(), before);
 }
 
 TEST_F(ApplyOnScratchRoot, RestoreOnANodeNeverTouchedCreatesNothing) {

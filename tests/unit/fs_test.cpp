@@ -1,8 +1,11 @@
 #include "common/fs.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <filesystem>
 
 namespace k3sma {
@@ -93,6 +96,18 @@ TEST(FileLock, CreatesItsFileOnlyReadableByRootAndReleasesIt) {
     EXPECT_EQ(modeOf(dir.path() + "/state"), 0755u);
   }
   EXPECT_TRUE(FileLock::acquire(path).ok());  // released with the first
+}
+
+TEST(FileLock, ExcludesASecondHolderWhileHeld) {
+  TempDir dir;
+  const std::string path = dir.path() + "/apply.lock";
+  auto lock = FileLock::acquire(path);
+  ASSERT_TRUE(lock.ok());
+  // Another open file description, as another process would have: it must not get the lock.
+  Fd other(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(other.valid());
+  EXPECT_NE(::flock(other.get(), LOCK_EX | LOCK_NB), 0);
+  EXPECT_EQ(errno, EWOULDBLOCK);
 }
 
 TEST(TempDir, RemovesEverythingInItOnDestruction) {

@@ -43,9 +43,12 @@ class FakeSystemd final : public Systemd {
     s.sub_state = s.active_state == "active" ? "running" : "start";
     return s;
   }
-  Result<std::string> tryRestart(const std::string&, TimePoint) override {
+  Result<RestartJob> tryRestart(const std::string&, TimePoint) override {
+    if (job_result == "refused") {
+      return Error{"restart k3s.service: Access denied", ErrorKind::kApply};
+    }
     ++restarts;
-    return job_result;
+    return RestartJob{job_result, job_result == "lost" ? "wait for the job: bus gone" : ""};
   }
 };
 
@@ -101,21 +104,21 @@ TEST_F(Restart, AMaskedUnitDoesNotCountAsInstalled) {
 }
 
 TEST_F(Restart, HealthyWhenActiveForTheSettleTime) {
-  EXPECT_TRUE(restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 60s).ok());
+  EXPECT_TRUE(restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 60s).status.ok());
   EXPECT_EQ(systemd_.restarts, 1);
   EXPECT_GE(clock_.now() - clock_.start(), kSettle);
 }
 
 TEST_F(Restart, AFailedJobIsAnErrorNamingTheResult) {
   systemd_.job_result = "failed";
-  auto done = restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 60s);
+  auto done = restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 60s).status;
   ASSERT_FALSE(done.ok());
   EXPECT_NE(done.error().message.find("ended with \"failed\""), std::string::npos);
 }
 
 TEST_F(Restart, AJobStillRunningAtOurDeadlineIsAnError) {
   systemd_.job_result = "deadline";  // what tryRestart says when our deadline passed first
-  auto done = restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 60s);
+  auto done = restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 60s).status;
   ASSERT_FALSE(done.ok());
   EXPECT_NE(done.error().message.find("did not finish within restart_timeout"), std::string::npos);
 }
@@ -125,7 +128,7 @@ TEST_F(Restart, ACrashLoopAfterReadyIsAnErrorAtTheDeadline) {
   systemd_.active_state = [](std::chrono::milliseconds t) {
     return (t.count() / 500) % 2 == 0 ? std::string("active") : std::string("activating");
   };
-  auto done = restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 10s);
+  auto done = restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 10s).status;
   ASSERT_FALSE(done.ok());
   EXPECT_NE(done.error().message.find("did not stay active"), std::string::npos);
   EXPECT_GE(clock_.now() - clock_.start(), 10s);
@@ -135,10 +138,26 @@ TEST_F(Restart, AUnitThatFailsIsReportedWithoutWaitingOutTheDeadline) {
   systemd_.active_state = [](std::chrono::milliseconds t) {
     return t < 300ms ? std::string("active") : std::string("failed");
   };
-  auto done = restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 120s);
+  auto done = restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 120s).status;
   ASSERT_FALSE(done.ok());
   EXPECT_NE(done.error().message.find("now failed"), std::string::npos) << done.error().message;
   EXPECT_LT(clock_.now() - clock_.start(), 1s);
+}
+
+TEST_F(Restart, ARefusedRestartLeavesTheUnitUntouched) {
+  systemd_.job_result = "refused";
+  const auto attempt = restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 60s);
+  ASSERT_FALSE(attempt.status.ok());
+  EXPECT_FALSE(attempt.touched);
+  EXPECT_NE(attempt.status.error().message.find("Access denied"), std::string::npos);
+}
+
+TEST_F(Restart, AJobLostAfterItWasQueuedCountsAsTouched) {
+  systemd_.job_result = "lost";
+  const auto attempt = restartUntilHealthy(systemd_, clock_, "k3s.service", clock_.now() + 60s);
+  ASSERT_FALSE(attempt.status.ok());
+  EXPECT_TRUE(attempt.touched);
+  EXPECT_NE(attempt.status.error().message.find("bus gone"), std::string::npos);
 }
 
 TEST(ExpectedHostsToml, OnePerMirrorUnderK3sDataDirNamingTheEndpoint) {
