@@ -6,8 +6,6 @@ setup_node
 password='Sup3r-s3cret/pw'
 printf '%s\n' "$password" > "$CONF/registry-password"
 chmod 600 "$CONF/registry-password"
-cat >> "$CONF/config.yaml" <<'YAML'
-YAML
 sed -i 's|^  ca_file: .*|&\n  auth:\n    username: robot$k3s\n    password_file: /etc/k3s-mirror-agent/registry-password|' \
   "$CONF/config.yaml"
 
@@ -40,4 +38,6 @@ agent diff --output json
 expect_rc 3
 [ "$(jq -r .changed <<<"$OUT")" = true ] || fail "JSON diff does not say changed"
 grep -qF -e "$password" -e another-pw <<<"$OUT" && fail "diff printed a password: $OUT"
+grep -qF "# /etc/rancher/k3s/registries.yaml: a secret changed (masked)" <<<"$(jq -r .diff <<<"$OUT")" ||
+  fail "the diff does not say a secret changed: $OUT"
 pass "diff and render mask the password"

@@ -16,7 +16,7 @@ trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ER
 
 missing=""
 [ "$(id -u)" -eq 0 ] || missing="root"
-for tool in systemd-nspawn nsenter debootstrap openssl; do
+for tool in systemd-nspawn nsenter debootstrap openssl jq pgrep; do
   command -v "$tool" >/dev/null || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
@@ -24,6 +24,14 @@ if [ -n "$missing" ]; then
   echo "SKIP: prerequisites missing: $missing"
   exit 77
 fi
+
+# The scenarios run on a server node (k3s.service) and, with ROLE=agent, on an agent node
+# (k3s-agent.service); $UNIT is the unit the agent must find and restart.
+ROLE=${ROLE:-server}
+case "$ROLE" in
+  agent) UNIT=k3s-agent.service ;;
+  *) UNIT=k3s.service ;;
+esac
 
 ROOTFS=$(bash "$NODE_DIR/build-rootfs.sh" amd64)
 WORK=$(mktemp -d /var/tmp/k3sma-node.XXXXXX)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Scenario 2, server node: a second apply with the same config restarts nothing (the stand-in's
+# Scenario 2 (server node, or agent node with ROLE=agent): a second apply with the same config restarts nothing (the stand-in's
 # start count stays) and rewrites nothing (same inode, mtime and bytes).
 source "$NODE_DIR/lib.sh"
-start_node server
+start_node "$ROLE"
 apply
 expect_rc 0
-[ "$(json .restarted)" = k3s.service ] || fail "first apply did not restart: $OUT"
+[ "$(json .restarted)" = $UNIT ] || fail "first apply did not restart: $OUT"
 before=$(snapshot)
 count=$(starts)
 
