@@ -66,19 +66,17 @@ Result<std::map<std::string, std::optional<std::string>>> readCurrent(
   return current;
 }
 
+Action actionOf(const Step& step) {
+  if (step.change == nullptr) {
+    return {"run", "update-ca-certificates"};
+  }
+  return {step.change->after ? "write" : "remove", step.change->path};
+}
+
 std::vector<Action> describe(const Plan& plan) {
   std::vector<Action> actions;
-  bool ca_pending = false;
-  for (const auto& change : plan.changes) {
-    if (ca_pending && change.role != FileRole::kCa) {
-      actions.push_back({"run", "update-ca-certificates"});
-      ca_pending = false;
-    }
-    actions.push_back({change.after ? "write" : "remove", change.path});
-    ca_pending = ca_pending || change.role == FileRole::kCa;
-  }
-  if (ca_pending) {
-    actions.push_back({"run", "update-ca-certificates"});
+  for (const auto& step : steps(plan)) {
+    actions.push_back(actionOf(step));
   }
   return actions;
 }
@@ -151,37 +149,27 @@ std::string joined(const std::vector<std::string>& items) {
 // file; on the first failure undoes what it did and sets report.error.
 Executed executeFiles(const Plan& plan, const Root& root, Deps& deps, Report& report) {
   Executed executed;
-  bool ca_updated = false;
   std::optional<Error> failure;
-  auto update_ca = [&]() {
-    ca_updated = true;
-    if (auto ran = runUpdateCa(root, deps); !ran) {
-      failure = ran.error();
-      return;
-    }
-    report.actions.push_back({"run", "update-ca-certificates"});
-  };
-  for (const auto& change : plan.changes) {
-    if (executed.ca_changed && !ca_updated && change.role != FileRole::kCa) {
-      update_ca();
-      if (failure) {
+  for (const auto& step : steps(plan)) {
+    if (step.change == nullptr) {
+      if (auto ran = runUpdateCa(root, deps); !ran) {
+        failure = ran.error();
         break;
       }
+    } else {
+      const FileChange& change = *step.change;
+      const std::string path = root.path(change.path);
+      Status done_one = change.after ? deps.files.write(path, *change.after, change.mode)
+                                     : deps.files.remove(path);
+      if (!done_one) {
+        failure = done_one.error();
+        break;
+      }
+      executed.done.push_back(&change);
+      executed.ca_changed = executed.ca_changed || change.role == FileRole::kCa;
+      spdlog::debug("{} {}", change.after ? "wrote" : "removed", change.path);
     }
-    const std::string path = root.path(change.path);
-    Status done_one =
-        change.after ? deps.files.write(path, *change.after, change.mode) : deps.files.remove(path);
-    if (!done_one) {
-      failure = done_one.error();
-      break;
-    }
-    executed.done.push_back(&change);
-    report.actions.push_back({change.after ? "write" : "remove", change.path});
-    spdlog::debug("{} {}", change.after ? "wrote" : "removed", change.path);
-    executed.ca_changed = executed.ca_changed || change.role == FileRole::kCa;
-  }
-  if (!failure && executed.ca_changed && !ca_updated) {
-    update_ca();
+    report.actions.push_back(actionOf(step));
   }
   if (!failure) {
     report.changed = true;

@@ -25,4 +25,21 @@ Plan makePlan(const std::vector<DesiredFile>& desired,
   return plan;
 }
 
+std::vector<Step> steps(const Plan& plan) {
+  std::vector<Step> out;
+  bool ca_pending = false;
+  for (const auto& change : plan.changes) {
+    if (ca_pending && change.role != FileRole::kCa) {
+      out.push_back({nullptr});
+      ca_pending = false;
+    }
+    out.push_back({&change});
+    ca_pending = ca_pending || change.role == FileRole::kCa;
+  }
+  if (ca_pending) {
+    out.push_back({nullptr});
+  }
+  return out;
+}
+
 }  // namespace k3sma

@@ -49,4 +49,12 @@ struct Plan {
 Plan makePlan(const std::vector<DesiredFile>& desired,
               const std::map<std::string, std::optional<std::string>>& current);
 
+// The plan as the steps apply takes, in order: each file change, and the trust store rebuilt
+// (update-ca-certificates) once, right after the last CA file of a run of them — before
+// registries.yaml names the CA. A step with change == nullptr is that rebuild.
+struct Step {
+  const FileChange* change = nullptr;
+};
+std::vector<Step> steps(const Plan& plan);
+
 }  // namespace k3sma

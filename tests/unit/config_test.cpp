@@ -1023,11 +1023,8 @@ TEST(ConfigParser, ListsTheKnownKeysWhenAKeyIsUnknown) {
   EXPECT_THAT(message, HasSubstr("unit"));
 }
 
-// "https://harbor.home.lab:" is refused ("the port after : is missing"), but the bracketed
-// form "https://[fd00::10]:" is accepted with host "[fd00::10]:" and the default port: the
-// check in FileParser::splitHostPort (common/config.cpp:393) skips text starting with '[', and
-// the bracketed branch (line 371) never checks that a ':' after ']' is followed by a port. The
-// host "[fd00::10]:" would then become the configs.<host> key of registries.yaml.
+// The bracketed IPv6 form must be refused like "https://harbor.home.lab:" is: a ':' after ']'
+// with no port once slipped through, and "[fd00::10]:" became a configs.<host> key.
 TEST(ConfigParser, RefusesABracketedIpv6CacheUrlWithAColonButNoPort) {
   const auto message = errorOf(parse(R"(registry:
   url: "https://[fd00::10]:"

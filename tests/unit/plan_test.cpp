@@ -61,5 +61,34 @@ TEST(MakePlan, KeepsTheOrderOfTheDesiredFiles) {
   EXPECT_EQ(plan.changes[1].mode, 0644u);
 }
 
+TEST(Steps, RebuildTheTrustStoreOnceAfterTheLastCaFileAndBeforeRegistries) {
+  const auto plan = makePlan({{"/backup", "b", 0600, FileRole::kBackup},
+                              {"/old.crt", std::nullopt, 0644, FileRole::kCa},
+                              {"/new.crt", "c", 0644, FileRole::kCa},
+                              {"/reg", "r", 0600, FileRole::kRegistries},
+                              {"/state", "s", 0600, FileRole::kState}},
+                             {{"/old.crt", "o"}});
+  std::vector<std::string> order;
+  for (const auto& step : steps(plan)) {
+    order.push_back(step.change == nullptr ? "update-ca-certificates" : step.change->path);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"/backup", "/old.crt", "/new.crt",
+                                             "update-ca-certificates", "/reg", "/state"}));
+}
+
+TEST(Steps, RunNoCommandWhenNoCaChanged) {
+  const auto plan = makePlan({{"/reg", "r", 0600, FileRole::kRegistries}}, {});
+  const auto all = steps(plan);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_NE(all[0].change, nullptr);
+}
+
+TEST(Steps, EndWithTheRebuildWhenACaFileIsLast) {
+  const auto plan = makePlan({{"/ca.crt", "c", 0644, FileRole::kCa}}, {});
+  const auto all = steps(plan);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[1].change, nullptr);
+}
+
 }  // namespace
 }  // namespace k3sma
