@@ -137,7 +137,10 @@ TEST(RenderRegistries, WritesOnlyKeysOfTheK3sSchema) {
   auto config = threeMirrors();
   config.registry.auth = RegistryAuth{"u", "/p", "pw"};
   config.registry.insecure_skip_verify = true;
-  const auto doc = YAML::Load(render(config, kCaPath).text);
+  config.mode = MirrorMode::kRewrite;  // every key the agent can write, at once
+  const auto out = render(config, kCaPath);
+  expectGolden("every_key.yaml", out.text);
+  const auto doc = YAML::Load(out.text);
   const std::set<std::string> mirror_keys{"endpoint", "rewrite"};
   const std::set<std::string> config_keys{"auth", "tls"};
   const std::set<std::string> auth_keys{"username", "password", "auth", "identity_token"};
@@ -166,7 +169,9 @@ TEST(RenderRegistries, WritesOnlyKeysOfTheK3sSchema) {
 // Rule: the default upstream endpoint stays k3s's own last fallback; the agent lists only the
 // cache and never adds the upstream (nor --disable-default-registry-endpoint's effect).
 TEST(RenderRegistries, EndpointListHoldsOnlyTheCache) {
-  const auto doc = YAML::Load(render(threeMirrors(), kCaPath).text);
+  const auto out = render(threeMirrors(), kCaPath);
+  expectGolden("path_mode.yaml", out.text);
+  const auto doc = YAML::Load(out.text);
   for (const auto& mirror : doc["mirrors"]) {
     ASSERT_EQ(mirror.second["endpoint"].size(), 1u);
     EXPECT_EQ(mirror.second["endpoint"][0].as<std::string>().rfind("https://harbor.home.lab/", 0),
@@ -177,7 +182,9 @@ TEST(RenderRegistries, EndpointListHoldsOnlyTheCache) {
 // Rule: containerd loads the system bundle once per process; tls.ca_file pointing at the
 // installed CA, as the node sees it, is the reliable path.
 TEST(RenderRegistries, CaFileIsTheInstalledPathAsTheNodeSeesIt) {
-  const auto doc = YAML::Load(render(threeMirrors(), kCaPath).text);
+  const auto out = render(threeMirrors(), kCaPath);
+  expectGolden("path_mode.yaml", out.text);
+  const auto doc = YAML::Load(out.text);
   EXPECT_EQ(doc["configs"]["harbor.home.lab"]["tls"]["ca_file"].as<std::string>(), kCaPath);
 }
 
