@@ -48,22 +48,31 @@ Result<std::optional<CaBundle>> loadCa(const Config& config, const Root& root, D
 }
 
 // Reads what is on disk now at each desired path (registries.yaml was read already).
-Result<std::map<std::string, std::optional<std::string>>> readCurrent(
-    const std::vector<DesiredFile>& desired, const Root& root, Deps& deps,
-    const std::string& registries_path, const std::optional<std::string>& registries_now) {
-  std::map<std::string, std::optional<std::string>> current;
+struct OnDisk {
+  std::map<std::string, std::optional<std::string>> content;
+  std::map<std::string, mode_t> modes;  // of the files that exist
+};
+Result<OnDisk> readCurrent(const std::vector<DesiredFile>& desired, const Root& root, Deps& deps,
+                           const std::string& registries_path,
+                           const std::optional<std::string>& registries_now) {
+  OnDisk on_disk;
   for (const auto& want : desired) {
     if (want.path == registries_path) {
-      current[want.path] = registries_now;
-      continue;
+      on_disk.content[want.path] = registries_now;
+    } else {
+      auto have = readNodeFile(deps, root, want.path);
+      if (!have) {
+        return have.error();
+      }
+      on_disk.content[want.path] = std::move(have.value());
     }
-    auto have = readNodeFile(deps, root, want.path);
-    if (!have) {
-      return have.error();
+    if (on_disk.content[want.path]) {
+      if (auto info = statFile(root.path(want.path))) {
+        on_disk.modes[want.path] = info.value().mode;
+      }
     }
-    current[want.path] = std::move(have.value());
   }
-  return current;
+  return on_disk;
 }
 
 Action actionOf(const Step& step) {
@@ -373,7 +382,7 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
   if (!on_disk) {
     return on_disk.error();
   }
-  prepared.plan = makePlan(desired, on_disk.value());
+  prepared.plan = makePlan(desired, on_disk.value().content, on_disk.value().modes);
   // With --root, update-ca-certificates needs the root's trust store directory; find out now
   // rather than after the files were written.
   if (prepared.plan.update_ca_certificates && !root.isSystem() &&
@@ -572,7 +581,7 @@ Report restore(const ApplyOptions& options, Deps& deps) {
     report.error = on_disk.error();
     return report;
   }
-  const Plan plan = makePlan(desired, on_disk.value());
+  const Plan plan = makePlan(desired, on_disk.value().content, on_disk.value().modes);
   if (options.dry_run) {
     report.changed = !plan.empty();
     report.restart_needed = plan.restart_needed;

@@ -141,6 +141,12 @@ int runDiff(const Options& o, Deps& deps) {
   };
   std::string out;
   for (const auto& change : prepared.value().plan.changes) {
+    if (change.mode_only) {
+      char mode[16];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(change.mode));
+      out += "# " + change.path + ": same content, mode set to " + mode + "\n";
+      continue;
+    }
     if (change.role == FileRole::kBackup) {
       // The backup is a copy of the node's file: its diff would repeat that file in full.
       out += "# keep a copy of the node's own registries.yaml at " + change.path + "\n";

@@ -3,12 +3,17 @@
 namespace k3sma {
 
 Plan makePlan(const std::vector<DesiredFile>& desired,
-              const std::map<std::string, std::optional<std::string>>& current) {
+              const std::map<std::string, std::optional<std::string>>& current,
+              const std::map<std::string, mode_t>& modes) {
   Plan plan;
   for (const auto& want : desired) {
     auto it = current.find(want.path);
     std::optional<std::string> have = it == current.end() ? std::nullopt : it->second;
     if (have == want.content) {
+      auto mode = modes.find(want.path);
+      if (have && mode != modes.end() && mode->second != want.mode) {
+        plan.changes.push_back({want.path, have, want.content, want.mode, want.role, true});
+      }
       continue;
     }
     plan.changes.push_back({want.path, have, want.content, want.mode, want.role});

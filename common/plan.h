@@ -34,6 +34,7 @@ struct FileChange {
   std::optional<std::string> after;   // nullopt: remove
   mode_t mode = 0600;
   FileRole role = FileRole::kState;
+  bool mode_only = false;  // same content, wrong mode (say a 0644 registries.yaml with a password)
 };
 
 struct Plan {
@@ -45,9 +46,12 @@ struct Plan {
 };
 
 // current maps each desired path to its content on disk (nullopt: absent). A path missing from
-// current is treated as absent. Changes keep the order of desired.
+// current is treated as absent. modes holds the permission bits of the files that exist; a file
+// with the right content and another mode is rewritten with its mode, which needs no restart.
+// Changes keep the order of desired.
 Plan makePlan(const std::vector<DesiredFile>& desired,
-              const std::map<std::string, std::optional<std::string>>& current);
+              const std::map<std::string, std::optional<std::string>>& current,
+              const std::map<std::string, mode_t>& modes = {});
 
 // The plan as the steps apply takes, in order: each file change, and the trust store rebuilt
 // (update-ca-certificates) once, right after the last CA file of a run of them — before

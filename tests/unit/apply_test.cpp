@@ -4,6 +4,7 @@
 #include "agent/apply.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <functional>
@@ -180,6 +181,18 @@ TEST_F(ApplyOnScratchRoot, SecondApplyWritesNothingAndRunsNothing) {
   EXPECT_TRUE(report.actions.empty());
   EXPECT_TRUE(disk_.writes.empty());
   EXPECT_TRUE(commands_.runs.empty());
+}
+
+TEST_F(ApplyOnScratchRoot, ARegistriesFileMadeReadableByOthersGetsItsModeBackWithoutARestart) {
+  ASSERT_FALSE(runApply().error);
+  ASSERT_EQ(::chmod(root_.path(kRegistries).c_str(), 0644), 0);
+  commands_.runs.clear();
+  const auto report = runApply();
+  ASSERT_FALSE(report.error);
+  EXPECT_TRUE(report.changed);
+  EXPECT_FALSE(report.restart_needed);
+  EXPECT_TRUE(commands_.runs.empty());
+  EXPECT_EQ(statFile(root_.path(kRegistries)).value().mode, 0600u);
 }
 
 TEST_F(ApplyOnScratchRoot, AnInvalidConfigWritesNothingAndIsAConfigError) {

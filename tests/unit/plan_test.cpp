@@ -14,6 +14,19 @@ TEST(MakePlan, IsEmptyWhenEveryFileAlreadyHoldsItsContent) {
   EXPECT_FALSE(plan.update_ca_certificates);
 }
 
+TEST(MakePlan, AWrongModeAloneIsFixedWithoutARestart) {
+  const auto plan =
+      makePlan({{"/r", "same", 0600, FileRole::kRegistries}}, {{"/r", "same"}}, {{"/r", 0644}});
+  ASSERT_EQ(plan.changes.size(), 1u);
+  EXPECT_TRUE(plan.changes[0].mode_only);
+  EXPECT_EQ(plan.changes[0].mode, 0600u);
+  EXPECT_FALSE(plan.restart_needed);
+  EXPECT_FALSE(plan.update_ca_certificates);
+  EXPECT_TRUE(
+      makePlan({{"/r", "same", 0600, FileRole::kRegistries}}, {{"/r", "same"}}, {{"/r", 0600}})
+          .empty());
+}
+
 TEST(MakePlan, RegistriesChangeNeedsRestartButNotTheTrustStore) {
   const auto plan = makePlan({{"/r", "new", 0600, FileRole::kRegistries}}, {{"/r", "old"}});
   ASSERT_EQ(plan.changes.size(), 1u);
