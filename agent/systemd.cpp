@@ -79,18 +79,9 @@ class BusSystemd final : public Systemd {
   Result<UnitState> unitState(const std::string& unit) override {
     // LoadUnit answers for any name, with LoadState "not-found" when there is no such unit;
     // GetUnit would fail for units that exist but are not loaded right now.
-    BusError error;
-    sd_bus_message* raw = nullptr;
-    int r = sd_bus_call_method(bus_.get(), kDestination, kManagerPath, kManager, "LoadUnit",
-                               error.get(), &raw, "s", unit.c_str());
-    MessagePtr reply(raw);
-    if (r < 0) {
-      return busError("ask systemd for " + unit, r, error);
-    }
-    const char* path = nullptr;
-    r = sd_bus_message_read(reply.get(), "o", &path);
-    if (r < 0) {
-      return busError("read systemd's answer for " + unit, r, error);
+    auto path = callForPath("ask systemd for " + unit, "LoadUnit", "s", unit.c_str());
+    if (!path) {
+      return path.error();
     }
     UnitState state;
     for (auto [name, field] :
@@ -98,8 +89,8 @@ class BusSystemd final : public Systemd {
           std::pair{"SubState", &state.sub_state}}) {
       BusError property_error;
       char* value = nullptr;
-      r = sd_bus_get_property_string(bus_.get(), kDestination, path, kUnitInterface, name,
-                                     property_error.get(), &value);
+      const int r = sd_bus_get_property_string(bus_.get(), kDestination, path.value().c_str(),
+                                               kUnitInterface, name, property_error.get(), &value);
       Owned<char, free> owned(value);
       if (r < 0) {
         return busError("read " + std::string(name) + " of " + unit, r, property_error);
@@ -110,7 +101,7 @@ class BusSystemd final : public Systemd {
     // to start it again so soon. Only services have it, and it is only for messages.
     BusError result_error;
     char* result = nullptr;
-    if (sd_bus_get_property_string(bus_.get(), kDestination, path,
+    if (sd_bus_get_property_string(bus_.get(), kDestination, path.value().c_str(),
                                    "org.freedesktop.systemd1.Service", "Result", result_error.get(),
                                    &result) >= 0) {
       Owned<char, free> owned(result);
@@ -137,20 +128,11 @@ class BusSystemd final : public Systemd {
     if (r < 0) {
       return busError("watch systemd's JobRemoved signal", r, error);
     }
-    BusError call_error;
-    sd_bus_message* raw = nullptr;
-    r = sd_bus_call_method(bus_.get(), kDestination, kManagerPath, kManager, "TryRestartUnit",
-                           call_error.get(), &raw, "ss", unit.c_str(), "replace");
-    MessagePtr reply(raw);
-    if (r < 0) {
-      return busError("restart " + unit, r, call_error);
+    auto job = callForPath("restart " + unit, "TryRestartUnit", "ss", unit.c_str(), "replace");
+    if (!job) {
+      return job.error();
     }
-    const char* job = nullptr;
-    r = sd_bus_message_read(reply.get(), "o", &job);
-    if (r < 0) {
-      return busError("read the restart job of " + unit, r, call_error);
-    }
-    watch.path = job;
+    watch.path = job.value();
     // From here on the restart is queued: failures are results, not errors.
     while (!watch.removed) {
       r = sd_bus_process(bus_.get(), nullptr);
@@ -174,6 +156,26 @@ class BusSystemd final : public Systemd {
   }
 
  private:
+  // Calls a Manager method whose answer is one object path (LoadUnit, TryRestartUnit).
+  template <class... Args>
+  Result<std::string> callForPath(const std::string& what, const char* method, const char* types,
+                                  Args... args) {
+    BusError error;
+    sd_bus_message* raw = nullptr;
+    int r = sd_bus_call_method(bus_.get(), kDestination, kManagerPath, kManager, method,
+                               error.get(), &raw, types, args...);
+    MessagePtr reply(raw);
+    if (r < 0) {
+      return busError(what, r, error);
+    }
+    const char* path = nullptr;
+    r = sd_bus_message_read(reply.get(), "o", &path);
+    if (r < 0) {
+      return busError("read systemd's answer to " + what, r, error);
+    }
+    return std::string(path);
+  }
+
   BusPtr bus_;
 };
 

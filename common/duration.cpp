@@ -65,19 +65,4 @@ std::optional<Duration> parseDuration(std::string_view text) {
   return Duration{total};
 }
 
-std::string formatDuration(Duration d) {
-  int64_t left = d.count();
-  if (left == 0) {
-    return "0";
-  }
-  std::string out;
-  for (const auto& unit : kUnits) {
-    if (left >= unit.millis) {
-      out += std::to_string(left / unit.millis) + std::string(unit.suffix);
-      left %= unit.millis;
-    }
-  }
-  return out;
-}
-
 }  // namespace k3sma

@@ -14,7 +14,4 @@ using Duration = std::chrono::milliseconds;
 // std::nullopt when text is not a duration; never throws.
 std::optional<Duration> parseDuration(std::string_view text);
 
-// The shortest spelling parseDuration reads back: 0, 500ms, 2s, 1m30s, 2h.
-std::string formatDuration(Duration d);
-
 }  // namespace k3sma

@@ -106,48 +106,5 @@ TEST(ParseDuration, AcceptsUpToABillionSeconds) {
   EXPECT_FALSE(parseDuration("277777h46m40s1ms").has_value());
 }
 
-TEST(FormatDuration, WritesTheShortestSpelling) {
-  EXPECT_EQ(formatDuration(Duration{0}), "0");
-  EXPECT_EQ(formatDuration(milliseconds(500)), "500ms");
-  EXPECT_EQ(formatDuration(seconds(2)), "2s");
-  EXPECT_EQ(formatDuration(seconds(90)), "1m30s");
-  EXPECT_EQ(formatDuration(seconds(120)), "2m");
-  EXPECT_EQ(formatDuration(hours(2)), "2h");
-  EXPECT_EQ(formatDuration(minutes(90)), "1h30m");
-  EXPECT_EQ(formatDuration(milliseconds(1500)), "1s500ms");
-  EXPECT_EQ(formatDuration(hours(1) + minutes(2) + seconds(3) + milliseconds(4)), "1h2m3s4ms");
-  EXPECT_EQ(formatDuration(hours(1) + milliseconds(1)), "1h1ms");
-}
-
-TEST(FormatDuration, RoundTripsThroughParseDuration) {
-  const std::vector<Duration> cases = {
-      Duration{0},
-      milliseconds(1),
-      milliseconds(999),
-      seconds(1),
-      seconds(59),
-      seconds(61),
-      minutes(59),
-      hours(1) + seconds(1),
-      hours(48),
-      hours(1) + minutes(2) + seconds(3) + milliseconds(4),
-      milliseconds(86'399'999),
-  };
-  for (const auto& d : cases) {
-    SCOPED_TRACE(d.count());
-    const auto text = formatDuration(d);
-    EXPECT_EQ(parseDuration(text), d) << text;
-  }
-}
-
-TEST(FormatDuration, IsReadBackToTheSameSpelling) {
-  for (const std::string text : {"0", "500ms", "2s", "5m", "1h", "1m30s", "1h2m3s4ms"}) {
-    SCOPED_TRACE(text);
-    const auto parsed = parseDuration(text);
-    ASSERT_TRUE(parsed.has_value());
-    EXPECT_EQ(formatDuration(*parsed), text);
-  }
-}
-
 }  // namespace
 }  // namespace k3sma
