@@ -10,6 +10,27 @@
 namespace k3sma {
 namespace {
 
+// The apply lock, waited for through deps.clock: a daemon keeps pinging its watchdog while an
+// Ansible run holds the lock, and the log says why nothing happens meanwhile.
+Result<FileLock> waitForLock(const Root& root, Deps& deps) {
+  const std::string path = root.path(kLockPath);
+  bool said = false;
+  for (;;) {
+    auto lock = FileLock::tryAcquire(path);
+    if (!lock) {
+      return lock.error();
+    }
+    if (lock.value()) {
+      return std::move(*lock.value());
+    }
+    if (!said) {
+      spdlog::info("waiting for another apply to finish (it holds {})", path);
+      said = true;
+    }
+    deps.clock.sleepFor(std::chrono::milliseconds(100));
+  }
+}
+
 // Reads a node file through deps.files; a read error is a config-kind error (nothing touched).
 Result<std::optional<std::string>> readNodeFile(Deps& deps, const Root& root,
                                                 const std::string& node_path) {
@@ -227,7 +248,7 @@ Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& optio
   if (config.k3s.restart == RestartPolicy::kNever) {
     return skip("no unit restarted: k3s.restart is never");
   }
-  auto systemd = deps.connect_systemd();
+  auto systemd = deps.connect_systemd(deps.heartbeat);
   if (!systemd) {
     return systemd.error();
   }
@@ -434,7 +455,7 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     }
   }
 
-  auto lock = FileLock::acquire(options.root.path(kLockPath));
+  auto lock = waitForLock(options.root, deps);
   if (!lock) {
     report.error = lock.error();
     return report;
@@ -522,7 +543,7 @@ Report restore(const ApplyOptions& options, Deps& deps) {
   }
   std::optional<FileLock> lock;
   if (!options.dry_run) {
-    auto acquired = FileLock::acquire(root.path(kLockPath));
+    auto acquired = waitForLock(root, deps);
     if (!acquired) {
       report.error = acquired.error();
       return report;

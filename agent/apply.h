@@ -31,7 +31,10 @@ struct Deps {
   std::chrono::system_clock::time_point now;
   Clock& clock;
   // Connects to systemd only when a restart is due: a run that changes nothing opens no bus.
-  std::function<Result<std::unique_ptr<Systemd>>()> connect_systemd;
+  // It is handed the heartbeat, for the waits inside a restart job.
+  std::function<Result<std::unique_ptr<Systemd>>(const Heartbeat&)> connect_systemd;
+  // Empty for the command line; the daemon's pings systemd's watchdog while an apply waits.
+  Heartbeat heartbeat = {};
 };
 
 struct ApplyOptions {

@@ -3,10 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <csignal>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "agent/daemon.h"
 #include "agent/probe.h"
+#include "agent/status.h"
 #include "common/diff.h"
 #include "common/log.h"
 #include "common/registries.h"
@@ -247,6 +251,60 @@ int runCheck(const Options& o, Deps& deps) {
   return probe && !probe->up ? kExitProbe : kExitOk;
 }
 
+int runStatus(const Options& o) {
+  const Root root(o.root);
+  const std::string status_path = root.path(kStatusPath);
+  auto daemon = readFile(status_path);
+  auto state_text = readFile(root.path(kStatePath));
+  auto fail = [&](const Error& e) {
+    return failWith(e, o, {{"daemon", nullptr}, {"managed", nullptr}});
+  };
+  if (!daemon) {
+    return fail(daemon.error().context("read " + status_path));
+  }
+  if (!state_text) {
+    return fail(state_text.error().context("read " + root.path(kStatePath)));
+  }
+  auto state = parseState(state_text.value().value_or(""), root.path(kStatePath));
+  if (!state) {
+    return fail(state.error());
+  }
+  // The pid in the file is alive: the daemon runs (a crash leaves "running": true behind).
+  bool alive = false;
+  std::optional<nlohmann::json> daemon_json;
+  if (daemon.value()) {
+    daemon_json = nlohmann::json::parse(*daemon.value(), nullptr, false);
+    if (daemon_json->is_object() && (*daemon_json)["pid"].is_number_integer()) {
+      alive = ::kill((*daemon_json)["pid"].get<pid_t>(), 0) == 0 || errno == EPERM;
+    }
+  }
+  if (o.output == "json") {
+    nlohmann::ordered_json j;
+    j["daemon"] = daemon_json && !daemon_json->is_discarded()
+                      ? nlohmann::ordered_json::parse(*daemon.value())
+                      : nlohmann::ordered_json(nullptr);
+    if (j["daemon"].is_object()) {
+      j["daemon"]["alive"] = alive;
+    }
+    const State& st = state.value();
+    j["managed"] = {{"registries_path", st.registries_path.empty()
+                                            ? nlohmann::ordered_json(nullptr)
+                                            : nlohmann::ordered_json(st.registries_path)},
+                    {"mirrors", st.mirrors},
+                    {"configs", st.configs},
+                    {"ca_files", st.ca_files}};
+    j["error"] = nullptr;
+    std::cout << j.dump() << "\n";
+    return kExitOk;
+  }
+  auto text = describeStatus(daemon.value(), alive, state.value(), status_path);
+  if (!text) {
+    return fail(text.error());
+  }
+  std::cout << text.value();
+  return kExitOk;
+}
+
 // `--apply` is the spelling playbooks use; it means the apply subcommand.
 std::vector<std::string> normaliseArgs(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -322,6 +380,19 @@ int runCli(int argc, char** argv, Deps& deps) {
   addCommonOptions(*restore_cmd, o);
   restore_cmd->add_flag("--dry-run", o.dry_run, "Only say what would change");
 
+  auto* run_cmd = app.add_subcommand(
+      "run",
+      "The daemon: apply now, then watch the config and the managed files, apply changes after "
+      "the debounce (restarts after a random splay), put back hand edits, probe the cache; "
+      "run it as the k3s-mirror-agent systemd service");
+  addCommonOptions(*run_cmd, o);
+
+  auto* status_cmd = app.add_subcommand(
+      "status",
+      "What the daemon reports (last apply, restarts, drift, cache health) and what "
+      "the agent manages on this node");
+  addCommonOptions(*status_cmd, o);
+
   auto args = normaliseArgs(argc, argv);
   std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
   try {
@@ -337,6 +408,12 @@ int runCli(int argc, char** argv, Deps& deps) {
   }
   if (restore_cmd->parsed()) {
     return printReport(restore(applyOptions(o), deps), o, "restore");
+  }
+  if (run_cmd->parsed()) {
+    return runDaemon(applyOptions(o), deps);
+  }
+  if (status_cmd->parsed()) {
+    return runStatus(o);
   }
   if (diff_cmd->parsed()) {
     return runDiff(o, deps);

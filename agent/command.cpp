@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 
 #include "common/fs.h"
 
@@ -21,6 +22,29 @@ struct SpawnActions {
   ~SpawnActions() { ::posix_spawn_file_actions_destroy(&actions); }
   SpawnActions(const SpawnActions&) = delete;
   SpawnActions& operator=(const SpawnActions&) = delete;
+};
+
+// The daemon blocks SIGTERM and SIGHUP to receive them through sd-event; a child would inherit
+// that mask and ignore systemd's SIGTERM. Children start with no signal blocked, and default
+// dispositions for the signals the daemon handles.
+struct SpawnAttributes {
+  posix_spawnattr_t attr{};
+  SpawnAttributes() {
+    ::posix_spawnattr_init(&attr);
+    sigset_t none;
+    sigemptyset(&none);
+    ::posix_spawnattr_setsigmask(&attr, &none);
+    sigset_t handled;
+    sigemptyset(&handled);
+    for (int sig : {SIGTERM, SIGHUP, SIGINT}) {
+      sigaddset(&handled, sig);
+    }
+    ::posix_spawnattr_setsigdefault(&attr, &handled);
+    ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  }
+  ~SpawnAttributes() { ::posix_spawnattr_destroy(&attr); }
+  SpawnAttributes(const SpawnAttributes&) = delete;
+  SpawnAttributes& operator=(const SpawnAttributes&) = delete;
 };
 
 }  // namespace
@@ -54,8 +78,9 @@ Result<CommandResult> RealCommandRunner::run(const std::vector<std::string>& arg
     args.push_back(const_cast<char*>(a.c_str()));  // NOLINT: exec takes char*, never writes
   }
   args.push_back(nullptr);
+  SpawnAttributes attributes;
   pid_t pid = 0;
-  rc = ::posix_spawnp(&pid, args[0], &spawn.actions, nullptr, args.data(), environ);
+  rc = ::posix_spawnp(&pid, args[0], &spawn.actions, &attributes.attr, args.data(), environ);
   if (rc != 0) {
     return fail("start", rc);
   }

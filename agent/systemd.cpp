@@ -74,7 +74,8 @@ int onJobRemoved(sd_bus_message* message, void* userdata, sd_bus_error* /*error*
 
 class BusSystemd final : public Systemd {
  public:
-  explicit BusSystemd(BusPtr bus) : bus_(std::move(bus)) {}
+  BusSystemd(BusPtr bus, Heartbeat heartbeat)
+      : bus_(std::move(bus)), heartbeat_(std::move(heartbeat)) {}
 
   Result<UnitState> unitState(const std::string& unit) override {
     // LoadUnit answers for any name, with LoadState "not-found" when there is no such unit;
@@ -146,7 +147,12 @@ class BusSystemd final : public Systemd {
       if (now >= deadline) {
         return RestartJob{"deadline", ""};
       }
-      const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - now);
+      // Waits in slices of at most kHeartbeatEvery so a daemon can tell the watchdog it lives.
+      const auto left = std::min<std::chrono::microseconds>(
+          std::chrono::duration_cast<std::chrono::microseconds>(deadline - now), kHeartbeatEvery);
+      if (heartbeat_) {
+        heartbeat_();
+      }
       r = sd_bus_wait(bus_.get(), static_cast<uint64_t>(left.count()));
       if (r < 0 && r != -EINTR) {
         return RestartJob{"lost", "wait for the restart job of " + unit + ": " + errnoText(-r)};
@@ -177,11 +183,12 @@ class BusSystemd final : public Systemd {
   }
 
   BusPtr bus_;
+  Heartbeat heartbeat_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Systemd>> connectSystemd() {
+Result<std::unique_ptr<Systemd>> connectSystemd(Heartbeat heartbeat) {
   sd_bus* raw = nullptr;
   int r = sd_bus_open_system(&raw);
   BusPtr bus(raw);
@@ -194,7 +201,8 @@ Result<std::unique_ptr<Systemd>> connectSystemd() {
     }
     return Error{"connect to the system bus: " + errnoText(-r) + hint, ErrorKind::kApply};
   }
-  return std::unique_ptr<Systemd>(std::make_unique<BusSystemd>(std::move(bus)));
+  return std::unique_ptr<Systemd>(
+      std::make_unique<BusSystemd>(std::move(bus), std::move(heartbeat)));
 }
 
 std::chrono::steady_clock::time_point RealClock::now() { return std::chrono::steady_clock::now(); }

@@ -5,6 +5,7 @@
 // can be tested with a fake and a fake clock; the real client runs against a booted systemd.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -44,9 +45,14 @@ class Systemd {
                                         std::chrono::steady_clock::time_point deadline) = 0;
 };
 
+// Called at least every kHeartbeatEvery while a wait blocks (a restart job, a settle sleep), so
+// the daemon can ping systemd's watchdog through a restart that takes minutes.
+using Heartbeat = std::function<void()>;
+inline constexpr std::chrono::seconds kHeartbeatEvery{1};
+
 // The system bus ($DBUS_SYSTEM_BUS_ADDRESS when set, as sd-bus reads it). An error says whether
 // the bus is missing or access was denied.
-Result<std::unique_ptr<Systemd>> connectSystemd();
+Result<std::unique_ptr<Systemd>> connectSystemd(Heartbeat heartbeat = {});
 
 // Time, for waiting with deadlines; a fake in tests.
 class Clock {

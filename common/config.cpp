@@ -8,6 +8,7 @@
 #include <set>
 #include <string_view>
 
+#include "common/digest.h"
 #include "common/fs.h"
 
 namespace k3sma {
@@ -648,6 +649,15 @@ Result<Config> parseConfig(const std::vector<ConfigSource>& sources) {
   if (auto complete = checkComplete(config, sources); !complete) {
     return complete.error();
   }
+  // Names without directories, so nodes (and a --root copy) with the same files hash the same.
+  std::string all;
+  for (const auto& source : sources) {
+    all += std::filesystem::path(source.path).filename().string();
+    all += '\0';
+    all += source.text;
+    all += '\0';
+  }
+  config.sha256 = sha256Hex(all);
   return config;
 }
 

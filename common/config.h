@@ -68,6 +68,9 @@ struct Config {
   // Where each key was last set, "file:line", for messages about values checked later
   // (e.g. a CA file that does not load). Keys are dotted: "registry.ca_file".
   std::map<std::string, std::string> origins;
+  // SHA-256 of the config files (names and text, in merge order): equal on every node that has
+  // the same config. Not of the password, which lives in its own file.
+  std::string sha256;
 
   std::string originOf(const std::string& key) const;
 };

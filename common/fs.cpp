@@ -195,7 +195,9 @@ Result<FileInfo> statFile(const std::string& path) {
   return FileInfo{S_ISREG(st.st_mode), st.st_uid, st.st_mode & 07777, modified};
 }
 
-Result<FileLock> FileLock::acquire(const std::string& path) {
+namespace {
+
+Result<Fd> openLockFile(const std::string& path) {
   // 0755: the directory (/run/k3s-mirror-agent) also holds the status file others may read.
   if (auto made = makeDirs(parentOf(path), 0755); !made) {
     return made.error();
@@ -204,12 +206,38 @@ Result<FileLock> FileLock::acquire(const std::string& path) {
   if (!fd.valid()) {
     return sysError("open lock " + path, errno);
   }
-  while (::flock(fd.get(), LOCK_EX) != 0) {
+  return fd;
+}
+
+}  // namespace
+
+Result<FileLock> FileLock::acquire(const std::string& path) {
+  auto fd = openLockFile(path);
+  if (!fd) {
+    return fd.error();
+  }
+  while (::flock(fd.value().get(), LOCK_EX) != 0) {
     if (errno != EINTR) {
       return sysError("lock " + path, errno);
     }
   }
-  return FileLock(std::move(fd));
+  return FileLock(std::move(fd.value()));
+}
+
+Result<std::optional<FileLock>> FileLock::tryAcquire(const std::string& path) {
+  auto fd = openLockFile(path);
+  if (!fd) {
+    return fd.error();
+  }
+  while (::flock(fd.value().get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return std::optional<FileLock>();
+    }
+    if (errno != EINTR) {
+      return sysError("lock " + path, errno);
+    }
+  }
+  return std::optional<FileLock>(FileLock(std::move(fd.value())));
 }
 
 TempDir::TempDir() {

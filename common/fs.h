@@ -98,6 +98,8 @@ class FileLock {
  public:
   // Blocks until the lock is free; creates the lock file (0600) and its directory if needed.
   static Result<FileLock> acquire(const std::string& path);
+  // The same without waiting: std::nullopt while another process holds the lock.
+  static Result<std::optional<FileLock>> tryAcquire(const std::string& path);
 
  private:
   explicit FileLock(Fd fd) : fd_(std::move(fd)) {}

@@ -105,7 +105,8 @@ class ApplyOnScratchRoot : public ::testing::Test {
 
   // With --root no unit is restarted, so systemd must never be asked.
   Deps deps() {
-    return Deps{disk_, commands_, kNow, clock_, []() -> Result<std::unique_ptr<Systemd>> {
+    return Deps{disk_, commands_, kNow, clock_,
+                [](const Heartbeat&) -> Result<std::unique_ptr<Systemd>> {
                   ADD_FAILURE() << "systemd was contacted under --root";
                   return Error{"no systemd in this test", ErrorKind::kApply};
                 }};

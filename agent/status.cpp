@@ -1,0 +1,259 @@
+#include "agent/status.h"
+
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "version.h"
+
+namespace k3sma {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+const char* driftName(DriftPolicy d) { return d == DriftPolicy::kReport ? "report" : "correct"; }
+
+Json optionalString(const std::optional<std::string>& s) { return s ? Json(*s) : Json(nullptr); }
+
+std::string cachePart(const CacheHealth& c) {
+  if (!c.probe.up) {
+    return "cache down: " + c.probe.error;
+  }
+  std::string text = "cache up (" + std::to_string(c.probe.latency.count()) + " ms";
+  if (c.probe.certificate_days_left) {
+    text += ", certificate expires in " + std::to_string(*c.probe.certificate_days_left) + " days";
+  }
+  return text + ")";
+}
+
+std::string join(const std::vector<std::string>& items, const char* separator) {
+  std::string out;
+  for (const auto& item : items) {
+    out += (out.empty() ? "" : separator) + item;
+  }
+  return out;
+}
+
+// Prometheus label values escape backslash, double quote and newline.
+std::string labelValue(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+double seconds(SystemTime t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); }
+
+}  // namespace
+
+std::string isoTime(SystemTime t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string statusLine(const DaemonStatus& s) {
+  std::string main;
+  if (s.stopped) {
+    main = "stopped";
+  } else if (!s.doing.empty()) {
+    main = s.doing;
+  } else if (s.config_error) {
+    main = "cannot apply, node left as it was: " + *s.config_error;
+  } else if (s.held_back) {
+    main = *s.held_back;
+  } else if (!s.drifted.empty()) {
+    main = "drift (drift: report, not corrected): " + join(s.drifted, ", ") +
+           " differ from the config";
+  } else if (s.last_apply) {
+    main = "up to date: " + std::to_string(s.mirrors) + (s.mirrors == 1 ? " mirror" : " mirrors") +
+           " through " + s.cache_url;
+  } else {
+    main = "starting";
+  }
+  if (s.cache && !s.stopped) {
+    main += "; " + cachePart(*s.cache);
+  }
+  return main;
+}
+
+std::string statusJson(const DaemonStatus& s) {
+  Json j;
+  j["version"] = kVersion;
+  j["pid"] = s.pid;
+  j["running"] = !s.stopped;
+  j["started"] = isoTime(s.started);
+  j["status"] = statusLine(s);
+  j["config"] = {{"path", s.config_path},
+                 {"sha256", s.config_sha256.empty() ? Json(nullptr) : Json(s.config_sha256)},
+                 {"valid", !s.config_error},
+                 {"error", optionalString(s.config_error)}};
+  j["cache_url"] = s.cache_url.empty() ? Json(nullptr) : Json(s.cache_url);
+  j["mirrors"] = s.mirrors;
+  if (s.last_apply) {
+    const auto& a = *s.last_apply;
+    j["last_apply"] = {{"time", isoTime(a.time)},
+                       {"trigger", a.trigger},
+                       {"changed", a.changed},
+                       {"restarted", optionalString(a.restarted)},
+                       {"rolled_back", a.rolled_back},
+                       {"actions", a.actions},
+                       {"error", optionalString(a.error)}};
+  } else {
+    j["last_apply"] = nullptr;
+  }
+  j["applies"] = s.applies;
+  j["restarts"] = s.restarts;
+  j["drift"] = {
+      {"policy", driftName(s.drift)}, {"corrections", s.drift_corrections}, {"files", s.drifted}};
+  j["held_back"] = optionalString(s.held_back);
+  if (s.cache) {
+    const auto& p = s.cache->probe;
+    j["cache"] = {{"checked", isoTime(s.cache->checked)},
+                  {"up", p.up},
+                  {"latency_ms", p.latency.count()},
+                  {"http_status", p.http_status},
+                  {"certificate_days_left",
+                   p.certificate_days_left ? Json(*p.certificate_days_left) : Json(nullptr)},
+                  {"error", p.up ? Json(nullptr) : Json(p.error)}};
+  } else {
+    j["cache"] = nullptr;
+  }
+  j["probe_enabled"] = s.probe_enabled;
+  return j.dump(2) + "\n";
+}
+
+std::string metricsText(const DaemonStatus& s) {
+  std::string out;
+  auto metric = [&](const std::string& name, const char* type, const char* help,
+                    const std::string& value, const std::string& labels = "") {
+    const std::string full = "k3s_mirror_agent_" + name;
+    out += "# HELP " + full + " " + help + "\n# TYPE " + full + " " + type + "\n" + full + labels +
+           " " + value + "\n";
+  };
+  auto number = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.15g", v);
+    return std::string(buf);
+  };
+  metric("info", "gauge", "The agent's version.", "1",
+         "{version=\"" + labelValue(kVersion) + "\"}");
+  metric("config_valid", "gauge", "1 when the config loads; 0 when it has an error.",
+         s.config_error ? "0" : "1");
+  if (s.last_apply) {
+    metric("last_apply_timestamp_seconds", "gauge", "When the daemon last ran an apply.",
+           number(seconds(s.last_apply->time)));
+    metric("last_apply_success", "gauge", "1 when the last apply succeeded.",
+           s.last_apply->error ? "0" : "1");
+  }
+  metric("applies_total", "counter", "Applies run by the daemon, changed or not.",
+         std::to_string(s.applies));
+  metric("restarts_total", "counter", "k3s restarts made by the daemon.",
+         std::to_string(s.restarts));
+  metric("drift_corrections_total", "counter", "Managed files put back after a hand edit.",
+         std::to_string(s.drift_corrections));
+  metric("drift_files", "gauge", "Managed files that differ from the config and were left so.",
+         std::to_string(s.drifted.size()));
+  if (s.cache) {
+    const auto& p = s.cache->probe;
+    metric("cache_up", "gauge", "1 when the cache answered GET /v2/ over verified TLS.",
+           p.up ? "1" : "0");
+    metric("cache_probe_timestamp_seconds", "gauge", "When the cache was last probed.",
+           number(seconds(s.cache->checked)));
+    if (p.up) {
+      metric("cache_probe_latency_seconds", "gauge", "Connect to status line, last probe.",
+             number(static_cast<double>(p.latency.count()) / 1000.0));
+    }
+    if (p.certificate_days_left) {
+      metric("cache_certificate_days_left", "gauge", "Days until the cache's certificate expires.",
+             std::to_string(*p.certificate_days_left));
+    }
+  }
+  return out;
+}
+
+Result<std::string> describeStatus(const std::optional<std::string>& status_json, bool alive,
+                                   const State& state, const std::string& status_path) {
+  std::string out;
+  if (!status_json) {
+    out += "daemon: not running on this boot (no " + status_path +
+           "); `systemctl status k3s-mirror-agent` says more\n";
+  } else {
+    const Json j = Json::parse(*status_json, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) {
+      return Error{"read " + status_path + ": not the JSON object the daemon writes",
+                   ErrorKind::kConfig};
+    }
+    auto str = [&](const Json& v, const char* key) -> std::string {
+      return v.contains(key) && v[key].is_string() ? v[key].get<std::string>() : "";
+    };
+    auto num = [&](const Json& v, const char* key) -> std::string {
+      return v.contains(key) && v[key].is_number() ? v[key].dump() : "?";
+    };
+    const bool running = j.value("running", false) && alive;
+    out += "daemon: " +
+           std::string(running                     ? "running"
+                       : j.value("running", false) ? "not running (it did not stop cleanly)"
+                                                   : "stopped") +
+           ", pid " + num(j, "pid") + ", started " + str(j, "started") + "\n";
+    out += "status: " + str(j, "status") + "\n";
+    if (j.contains("config") && j["config"].is_object()) {
+      const auto& c = j["config"];
+      out += "config: " + str(c, "path") +
+             (c.value("valid", false) ? ", valid" : ", INVALID: " + str(c, "error")) +
+             (str(c, "sha256").empty() ? "" : ", sha256 " + str(c, "sha256").substr(0, 12)) + "\n";
+    }
+    if (j.contains("last_apply") && j["last_apply"].is_object()) {
+      const auto& a = j["last_apply"];
+      std::string what = !str(a, "error").empty()    ? "failed: " + str(a, "error")
+                         : a.value("changed", false) ? "changed files"
+                                                     : "nothing to change";
+      if (!str(a, "restarted").empty()) {
+        what += ", restarted " + str(a, "restarted");
+      }
+      out += "last apply: " + str(a, "time") + " (" + str(a, "trigger") + "): " + what + "\n";
+    }
+    out += "counts: " + num(j, "applies") + " applies, " + num(j, "restarts") + " restarts";
+    if (j.contains("drift") && j["drift"].is_object()) {
+      out += ", " + num(j["drift"], "corrections") +
+             " drift corrections (drift: " + str(j["drift"], "policy") + ")";
+    }
+    out += "\n";
+    if (j.contains("cache") && j["cache"].is_object()) {
+      const auto& c = j["cache"];
+      out +=
+          "cache: " + str(j, "cache_url") + " " +
+          (c.value("up", false)
+               ? "up, " + num(c, "latency_ms") + " ms" +
+                     (c["certificate_days_left"].is_number()
+                          ? ", certificate expires in " + num(c, "certificate_days_left") + " days"
+                          : "")
+               : "DOWN: " + str(c, "error")) +
+          " (checked " + str(c, "checked") + ")\n";
+    } else if (!j.value("probe_enabled", true)) {
+      out += "cache: not probed (daemon.probe_interval: 0)\n";
+    }
+  }
+  if (state.original == Original::kUnknown && state.ca_files.empty()) {
+    out += "managed: nothing yet (no apply has written this node)\n";
+  } else {
+    out += "managed: " + state.registries_path + " (mirrors: " + join(state.mirrors, ", ") + ")";
+    if (!state.ca_files.empty()) {
+      out += ", CA " + join(state.ca_files, ", ");
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace k3sma
