@@ -6,7 +6,15 @@
 # prerequisite is a failure; elsewhere the test is skipped (exit 77).
 set -euo pipefail
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+fail() {
+  echo "FAIL: $*" >&2
+  # A daemon scenario's failure is read with the daemon's log beside it.
+  if [ "${DAEMON_USED:-}" = 1 ] && [ -n "${PID1:-}" ]; then
+    echo "--- journal of k3s-mirror-agent.service:" >&2
+    nsenter -t "$PID1" -a journalctl -u k3s-mirror-agent.service --no-pager -o short-monotonic 2>&1 | tail -40 >&2
+  fi
+  exit 1
+}
 pass() { echo "PASS: $*"; }
 trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
 
@@ -56,7 +64,11 @@ in_node() { nsenter -t "$PID1" -a "$@"; }
 # none neither.
 node_create() {
   cp -a "$ROOTFS" "$NODE"
-  install -m 755 "$AGENT" "$NODE/usr/local/sbin/k3s-mirror-agent"
+  install -m 755 "$AGENT" "$NODE/usr/sbin/k3s-mirror-agent"
+  ln -s /usr/sbin/k3s-mirror-agent "$NODE/usr/local/sbin/k3s-mirror-agent"
+  # The daemon's unit as shipped (systemd/), installed but not enabled: scenarios start it.
+  install -m 644 "$NODE_DIR/../../systemd/k3s-mirror-agent.service" \
+    "$NODE/etc/systemd/system/k3s-mirror-agent.service"
   install -m 755 "$STANDIN" "$NODE/usr/local/bin/k3s-standin"
   local units=""
   case "$1" in
@@ -158,3 +170,49 @@ snapshot() {
   (cd "$NODE" && { find "${paths[@]}" -printf '%p %i %T@ %m\n' 2>/dev/null || true; } | sort &&
     { find "${paths[@]}" -type f -exec sha256sum {} + 2>/dev/null || true; } | sort -k2)
 }
+
+# --- the daemon (k3s-mirror-agent run as the systemd service) ---------------------------------
+
+STATUS_JSON=/run/k3s-mirror-agent/status.json
+
+# daemon_settings KEY: VALUE...: a config.d drop-in with the daemon's settings, so write_config
+# can rewrite config.yaml without losing them. Tests keep debounce and splay short.
+daemon_settings() {
+  mkdir -p "$NODE/etc/k3s-mirror-agent/config.d"
+  { echo "daemon:"; for kv in "$@"; do echo "  $kv"; done; } \
+    > "$NODE/etc/k3s-mirror-agent/config.d/50-daemon.yaml"
+}
+
+# The daemon's status.json, read inside the node (its /run is the node's own tmpfs).
+daemon_status() { in_node cat "$STATUS_JSON"; }
+djson() { daemon_status | jq -r "$1"; }
+
+# wait_for DESCRIPTION SECONDS CMD...: polls CMD until it succeeds; fails naming DESCRIPTION.
+wait_for() {
+  local what=$1 limit=$2
+  shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "$what: not within $limit s; status: $(daemon_status 2>&1 | jq -c . 2>/dev/null)"
+    sleep 0.1
+  done
+}
+
+# The daemon has run at least N applies and is not busy (no apply, no splay wait).
+applies_at_least() {
+  local s
+  s=$(daemon_status) || return 1
+  [ "$(jq -r .applies <<<"$s")" -ge "$1" ] && [ "$(jq -r '.status | test("^(applying|waiting)")' <<<"$s")" = false ]
+}
+wait_applies() { wait_for "the daemon reaching $1 applies" "${2:-30}" applies_at_least "$1"; }
+
+# The unit's STATUS= text as systemd holds it.
+status_text() { in_node systemctl show -p StatusText --value k3s-mirror-agent.service; }
+
+# start_daemon: systemctl start, which returns once the daemon sent READY=1.
+start_daemon() {
+  DAEMON_USED=1
+  in_node systemctl start k3s-mirror-agent.service ||
+    fail "k3s-mirror-agent did not start: $(in_node journalctl -u k3s-mirror-agent --no-pager | tail -20)"
+}
+daemon_journal() { in_node journalctl -u k3s-mirror-agent.service --no-pager -o cat; }
