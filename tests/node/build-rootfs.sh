@@ -20,7 +20,8 @@ command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null ||
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap systemd-container >&2
 mkdir -p "$cache"
 rm -rf "$rootfs" "$rootfs.tmp"
-packages=systemd,dbus,systemd-sysv,ca-certificates,libyaml-cpp0.7,libspdlog1.10,libfmt9,libssl3
+# procps: /bin/kill, which the shipped unit's ExecReload uses (every non-minimal Debian has it).
+packages=systemd,dbus,systemd-sysv,ca-certificates,procps,libyaml-cpp0.7,libspdlog1.10,libfmt9,libssl3
 debootstrap --arch="$arch" --variant=minbase --include="$packages" \
   bookworm "$rootfs.tmp" http://deb.debian.org/debian >&2
 # A node needs no getty on the container's console, and no network setup.

@@ -4,7 +4,8 @@
 # Needs: root, systemd-nspawn and nsenter, debootstrap and Debian's archive for the first build
 # of the root filesystem. Set by ctest: AGENT, STANDIN, NODE_DIR. With CI=true a missing
 # prerequisite is a failure; elsewhere the test is skipped (exit 77).
-set -euo pipefail
+# -E: the ERR trap below also reports a command that fails inside a function (in_node ...).
+set -Eeuo pipefail
 
 fail() {
   echo "FAIL: $*" >&2
@@ -84,6 +85,8 @@ node_create() {
     ln -s "/etc/systemd/system/$unit" "$NODE/etc/systemd/system/multi-user.target.wants/$unit"
   done
   mkdir -p "$NODE/etc/k3s-mirror-agent"
+  # debootstrap's minbase writes no /etc/hosts; every installed node has one.
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\tnode\n::1\tlocalhost ip6-localhost\n' >"$NODE/etc/hosts"
 }
 
 # node_boot: boots the node and waits until systemd has finished starting it.
@@ -197,6 +200,10 @@ wait_for() {
     sleep 0.1
   done
 }
+
+# Conditions for wait_for, evaluated on each try.
+djson_is() { [ "$(djson "$1")" = "$2" ]; }
+mode_is() { [ "$(stat -c %a "$1")" = "$2" ]; }
 
 # The daemon has run at least N applies and is not busy (no apply, no splay wait).
 applies_at_least() {
