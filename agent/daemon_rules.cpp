@@ -25,7 +25,9 @@ std::string triggerName(unsigned triggers) {
 Next decide(unsigned triggers, const Look& look, DriftPolicy drift, bool splay_served,
             Duration splay) {
   if (look.plan_empty) {
-    return Next::kNothing;
+    // The daemon's start and a SIGHUP run the engine anyway, so the status shows an apply the
+    // operator asked for, even one with nothing to change. It is cheap: it writes nothing.
+    return triggers & (kTriggerStart | kTriggerReload) ? Next::kApply : Next::kNothing;
   }
   const bool drift_only = (triggers & ~static_cast<unsigned>(kTriggerManaged)) == 0;
   if (drift_only && drift == DriftPolicy::kReport) {

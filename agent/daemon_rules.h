@@ -27,6 +27,8 @@ std::string triggerName(unsigned triggers);
 // What prepare() found, seen by the daemon.
 struct Look {
   bool plan_empty = true;
+  // A restart would follow the apply: the plan changes what k3s reads, and a restart can
+  // happen at all (no --root, no --no-restart, k3s.restart: on-change).
   bool restart_needed = false;
   // The desired files are those of an apply that failed and was rolled back: applying them
   // again on a mere file event would restart k3s into the same failure, over and over.
@@ -34,7 +36,7 @@ struct Look {
 };
 
 enum class Next {
-  kNothing,      // the node already matches the config
+  kNothing,      // the node already matches the config (start and SIGHUP apply even then)
   kApply,        // apply now
   kSplay,        // a restart would follow: wait a random 0..splay first, then look again
   kReportDrift,  // managed files were edited by hand and drift is report: say so, change nothing

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,17 @@
 #include "common/fs.h"
 
 namespace k3sma {
+
+// So that a failure says "kSplay", not "4-byte object <02-00 00-00>". In k3sma, where gtest's
+// argument-dependent lookup finds them.
+void PrintTo(Next next, std::ostream* os) {
+  constexpr const char* kNames[] = {"kNothing", "kApply", "kSplay", "kReportDrift", "kHoldBack"};
+  *os << kNames[static_cast<size_t>(next)];
+}
+void PrintTo(WatchKind kind, std::ostream* os) {
+  *os << (kind == WatchKind::kConfig ? "kConfig" : "kManaged");
+}
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -89,22 +101,22 @@ TEST(Decide, OnlyReportsAHandEditWhenDriftIsReport) {
   // Report means change nothing: not even a restart-free fix, nor a retry of a failure.
   for (const Look& look : {changes(false), changes(true), failedBefore(true)}) {
     EXPECT_EQ(decide(kTriggerManaged, look, DriftPolicy::kReport, false, kSplay),
-                Next::kReportDrift);
+              Next::kReportDrift);
     EXPECT_EQ(decide(kTriggerManaged, look, DriftPolicy::kReport, true, 0ms), Next::kReportDrift);
   }
 }
 
 TEST(Decide, ADriftReportDoesNotSwallowAConfigChangeInTheSameRound) {
   // The config edit must be applied; the hand edit goes with it.
-  EXPECT_EQ(decide(kTriggerConfig | kTriggerManaged, changes(false), DriftPolicy::kReport, false,
-                   kSplay),
-            Next::kApply);
-  EXPECT_EQ(decide(kTriggerReload | kTriggerManaged, changes(false), DriftPolicy::kReport, false,
-                   kSplay),
-            Next::kApply);
-  EXPECT_EQ(decide(kTriggerStart | kTriggerManaged, changes(true), DriftPolicy::kReport, false,
-                   kSplay),
-            Next::kApply);
+  EXPECT_EQ(
+      decide(kTriggerConfig | kTriggerManaged, changes(false), DriftPolicy::kReport, false, kSplay),
+      Next::kApply);
+  EXPECT_EQ(
+      decide(kTriggerReload | kTriggerManaged, changes(false), DriftPolicy::kReport, false, kSplay),
+      Next::kApply);
+  EXPECT_EQ(
+      decide(kTriggerStart | kTriggerManaged, changes(true), DriftPolicy::kReport, false, kSplay),
+      Next::kApply);
 }
 
 TEST(Decide, PutsBackAHandEditWhenDriftIsCorrect) {
@@ -225,7 +237,8 @@ mirrors:
       {"/r/etc/k3s-mirror-agent/secrets", {"registry-password (config)"}},
       {"/r/etc/pki/harbor", {"ca.pem (config)"}},
       {"/r/etc/rancher/k3s", {"registries.yaml (managed)"}},
-      {"/r/usr/local/share/ca-certificates/k3s-mirror-agent", {"harbor.home.lab_8443.crt (managed)"}},
+      {"/r/usr/local/share/ca-certificates/k3s-mirror-agent",
+       {"harbor.home.lab_8443.crt (managed)"}},
   };
   EXPECT_EQ(describe(watchPlan(kConfigPath, &config, Root("/r"))), expected);
 }
@@ -278,8 +291,8 @@ TEST(WatchPlan, TheConfigPathIsUsedAsGivenWithoutTheRoot) {
   // --config names a file on this machine; only the node paths the config names get the root.
   const Tree tree = describe(watchPlan("/home/me/agent.yaml", nullptr, Root("/r")));
   ASSERT_TRUE(tree.contains("/home/me"));
-  EXPECT_EQ(tree.at("/home/me"), (std::vector<std::string>{"agent.yaml (config)",
-                                                           "config.d (config)"}));
+  EXPECT_EQ(tree.at("/home/me"),
+            (std::vector<std::string>{"agent.yaml (config)", "config.d (config)"}));
   EXPECT_TRUE(tree.contains("/home/me/config.d"));
   EXPECT_TRUE(tree.contains("/r/etc/rancher/k3s"));
 }
@@ -347,8 +360,8 @@ TEST_F(Classify, DotfilesSwapFilesAndOtherSuffixesInConfigDAreNothing) {
 
 TEST(ClassifyKinds, AConfigChangeOutranksDriftForTheSameName) {
   // Either order of rules: the config's CA kept where the agent installs it.
-  const WatchDir managed_first = {"/d",
-                                  {{"ca.crt", WatchKind::kManaged}, {"ca.crt", WatchKind::kConfig}}};
+  const WatchDir managed_first = {
+      "/d", {{"ca.crt", WatchKind::kManaged}, {"ca.crt", WatchKind::kConfig}}};
   const WatchDir config_first = {"/d",
                                  {{"ca.crt", WatchKind::kConfig}, {"ca.crt", WatchKind::kManaged}}};
   EXPECT_EQ(classify(managed_first, "ca.crt"), WatchKind::kConfig);

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The daemon against a scratch --root (no systemd: nothing is restarted), for what needs no
+# booted node, and under the sanitizer build too: a drop-in created later in a config.d that did
+# not exist at start, an editor's save by rename, a broken then fixed config, hand edits put
+# back, SIGHUP, SIGTERM (exit 0, status.json says stopped), and the status command.
+source "$TESTLIB"
+setup_node
+cat >>"$CONF/config.yaml" <<'YAML'
+daemon:
+  debounce: 200ms
+  splay: 5s        # never waited here: without a restart there is nothing to splay
+  probe_interval: 0s
+  metrics_textfile: /var/lib/node-exporter/agent.prom
+YAML
+STATUS=$ROOT/run/k3s-mirror-agent/status.json
+"$AGENT" run --root "$ROOT" >"$WORK/daemon.out" 2>"$WORK/daemon.err" &
+DAEMON=$!
+trap 'kill $DAEMON 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+sj() { jq -r "$1" "$STATUS"; }
+sj_is() { [ -f "$STATUS" ] && [ "$(sj "$1")" = "$2" ]; }
+wait_for() {  # wait_for WHAT CMD...: 10 s at most
+  local what=$1
+  shift
+  local deadline=$((SECONDS + 10))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "$what: not within 10 s; log: $(cat "$WORK/daemon.err")"
+    sleep 0.05
+  done
+}
+
+wait_for "the start apply" sj_is .applies 1
+[ "$(sj .last_apply.trigger)" = start ] && [ "$(sj .last_apply.changed)" = true ] || fail "$(cat "$STATUS")"
+grep -q '/v2/dockerhub-proxy"' "$REG" || fail "start apply did not write registries.yaml"
+[ "$(mode_of "$STATUS")" = 644 ] || fail "status.json mode $(mode_of "$STATUS")"
+grep -q '"password\|BEGIN' "$STATUS" && fail "status.json holds secrets or certificates"
+grep -qx 'k3s_mirror_agent_applies_total 1' "$ROOT/var/lib/node-exporter/agent.prom" ||
+  fail "metrics: $(cat "$ROOT/var/lib/node-exporter/agent.prom")"
+
+# config.d did not exist at start: a drop-in created later is seen.
+mkdir "$CONF/config.d"
+printf 'mirrors:\n  registry.k8s.io: k8s-proxy\n' >"$CONF/config.d/20-k8s.yaml"
+wait_for "the new drop-in applied" grep -q '/v2/k8s-proxy"' "$REG"
+
+# An editor's save: a new file renamed over the old one.
+sed 's/quay-proxy/quay-cache/' "$CONF/config.yaml" >"$CONF/.config.yaml.swp"
+mv "$CONF/.config.yaml.swp" "$CONF/config.yaml"
+wait_for "the renamed-over config applied" grep -q '/v2/quay-cache"' "$REG"
+
+# Broken: nothing changes and the status says why; fixed: applied.
+# What the agent manages: everything but the config being edited and the daemon's own reports.
+node_files() { snapshot | grep -v 'etc/k3s-mirror-agent\|run/k3s-mirror-agent\|node-exporter'; }
+before=$(node_files)
+printf 'mirrors:\n  ghcr.io: [\n' >"$CONF/config.d/30-broken.yaml"
+wait_for "the broken drop-in reported" sj_is .config.valid false
+grep -q '30-broken.yaml:' <<<"$(sj .config.error)" || fail "error: $(sj .config.error)"
+sleep 0.5
+[ "$(node_files)" = "$before" ] || fail "a broken config changed the node"
+kill -0 $DAEMON || fail "the daemon died on a broken config"
+rm "$CONF/config.d/30-broken.yaml"
+wait_for "the fixed config reported" sj_is .config.valid true
+
+# A hand edit of registries.yaml is put back.
+applies=$(sj .applies)
+echo '# hand edit' >>"$REG"
+wait_for "the hand edit put back" sj_is .drift.corrections 1
+grep -q 'hand edit' "$REG" && fail "the hand edit is still there"
+
+# SIGHUP: applies at once (an apply is counted even with nothing to change).
+applies=$(sj .applies)
+kill -HUP $DAEMON
+wait_for "SIGHUP's apply" sj_is .last_apply.trigger reload
+[ "$(sj .applies)" -eq $((applies + 1)) ] || fail "SIGHUP: $(cat "$STATUS")"
+
+agent status
+expect_rc 0
+grep -q '^daemon: running' <<<"$OUT" && grep -q '^config: .*, valid' <<<"$OUT" &&
+  grep -q '^managed: /etc/rancher/k3s/registries.yaml (mirrors: docker.io, ghcr.io, quay.io, registry.k8s.io)' <<<"$OUT" ||
+  fail "status text: $OUT"
+agent status --output json
+expect_rc 0
+[ "$(jq -r .daemon.alive <<<"$OUT")" = true ] && [ "$(jq -r '.managed.mirrors | length' <<<"$OUT")" = 4 ] ||
+  fail "status json: $OUT"
+
+kill -TERM $DAEMON
+rc=0
+wait $DAEMON || rc=$?
+[ "$rc" -eq 0 ] || fail "SIGTERM: exit $rc"
+[ "$(sj .running)" = false ] || fail "status.json still says running"
+agent status
+grep -q '^daemon: stopped' <<<"$OUT" || fail "status after stop: $OUT"
+pass "daemon in a scratch root: later drop-in, rename-save, broken/fixed config, drift, SIGHUP, SIGTERM, status"
