@@ -74,7 +74,7 @@ std::string statusLine(const DaemonStatus& s) {
     main = *s.held_back;
   } else if (!s.drifted.empty()) {
     main = "drift (drift: report, not corrected): " + join(s.drifted, ", ") +
-           " differ from the config";
+           (s.drifted.size() == 1 ? " differs" : " differ") + " from the config";
   } else if (s.last_apply) {
     main = "up to date: " + std::to_string(s.mirrors) + (s.mirrors == 1 ? " mirror" : " mirrors") +
            " through " + s.cache_url;
@@ -194,53 +194,67 @@ Result<std::string> describeStatus(const std::optional<std::string>& status_json
       return Error{"read " + status_path + ": not the JSON object the daemon writes",
                    ErrorKind::kConfig};
     }
+    // Accessors that never throw and never index a missing key: the file may come from another
+    // version of the agent, or from an editor.
+    auto field = [](const Json& v, const char* key) -> const Json* {
+      auto it = v.find(key);
+      return it == v.end() ? nullptr : &*it;
+    };
     auto str = [&](const Json& v, const char* key) -> std::string {
-      return v.contains(key) && v[key].is_string() ? v[key].get<std::string>() : "";
+      const Json* f = field(v, key);
+      return f != nullptr && f->is_string() ? f->get<std::string>() : "";
     };
     auto num = [&](const Json& v, const char* key) -> std::string {
-      return v.contains(key) && v[key].is_number() ? v[key].dump() : "?";
+      const Json* f = field(v, key);
+      return f != nullptr && f->is_number() ? f->dump() : "?";
     };
-    const bool running = j.value("running", false) && alive;
+    auto flag = [&](const Json& v, const char* key, bool otherwise) {
+      const Json* f = field(v, key);
+      return f != nullptr && f->is_boolean() ? f->get<bool>() : otherwise;
+    };
+    auto object = [&](const Json& v, const char* key) -> const Json* {
+      const Json* f = field(v, key);
+      return f != nullptr && f->is_object() ? f : nullptr;
+    };
+    const bool said_running = flag(j, "running", false);
     out += "daemon: " +
-           std::string(running                     ? "running"
-                       : j.value("running", false) ? "not running (it did not stop cleanly)"
-                                                   : "stopped") +
+           std::string(said_running && alive ? "running"
+                       : said_running        ? "not running (it did not stop cleanly)"
+                                             : "stopped") +
            ", pid " + num(j, "pid") + ", started " + str(j, "started") + "\n";
     out += "status: " + str(j, "status") + "\n";
-    if (j.contains("config") && j["config"].is_object()) {
-      const auto& c = j["config"];
-      out += "config: " + str(c, "path") +
-             (c.value("valid", false) ? ", valid" : ", INVALID: " + str(c, "error")) +
-             (str(c, "sha256").empty() ? "" : ", sha256 " + str(c, "sha256").substr(0, 12)) + "\n";
+    if (const Json* c = object(j, "config")) {
+      out += "config: " + str(*c, "path") +
+             (flag(*c, "valid", false) ? ", valid" : ", INVALID: " + str(*c, "error")) +
+             (str(*c, "sha256").empty() ? "" : ", sha256 " + str(*c, "sha256").substr(0, 12)) +
+             "\n";
     }
-    if (j.contains("last_apply") && j["last_apply"].is_object()) {
-      const auto& a = j["last_apply"];
-      std::string what = !str(a, "error").empty()    ? "failed: " + str(a, "error")
-                         : a.value("changed", false) ? "changed files"
-                                                     : "nothing to change";
-      if (!str(a, "restarted").empty()) {
-        what += ", restarted " + str(a, "restarted");
+    if (const Json* a = object(j, "last_apply")) {
+      std::string what = !str(*a, "error").empty()    ? "failed: " + str(*a, "error")
+                         : flag(*a, "changed", false) ? "changed files"
+                                                      : "nothing to change";
+      if (!str(*a, "restarted").empty()) {
+        what += ", restarted " + str(*a, "restarted");
       }
-      out += "last apply: " + str(a, "time") + " (" + str(a, "trigger") + "): " + what + "\n";
+      out += "last apply: " + str(*a, "time") + " (" + str(*a, "trigger") + "): " + what + "\n";
     }
     out += "counts: " + num(j, "applies") + " applies, " + num(j, "restarts") + " restarts";
-    if (j.contains("drift") && j["drift"].is_object()) {
-      out += ", " + num(j["drift"], "corrections") +
-             " drift corrections (drift: " + str(j["drift"], "policy") + ")";
+    if (const Json* d = object(j, "drift")) {
+      out +=
+          ", " + num(*d, "corrections") + " drift corrections (drift: " + str(*d, "policy") + ")";
     }
     out += "\n";
-    if (j.contains("cache") && j["cache"].is_object()) {
-      const auto& c = j["cache"];
-      out +=
-          "cache: " + str(j, "cache_url") + " " +
-          (c.value("up", false)
-               ? "up, " + num(c, "latency_ms") + " ms" +
-                     (c["certificate_days_left"].is_number()
-                          ? ", certificate expires in " + num(c, "certificate_days_left") + " days"
-                          : "")
-               : "DOWN: " + str(c, "error")) +
-          " (checked " + str(c, "checked") + ")\n";
-    } else if (!j.value("probe_enabled", true)) {
+    if (const Json* c = object(j, "cache")) {
+      std::string health = "DOWN: " + str(*c, "error");
+      if (flag(*c, "up", false)) {
+        health = "up, " + num(*c, "latency_ms") + " ms";
+        if (num(*c, "certificate_days_left") != "?") {
+          health += ", certificate expires in " + num(*c, "certificate_days_left") + " days";
+        }
+      }
+      out += "cache: " + str(j, "cache_url") + " " + health + " (checked " + str(*c, "checked") +
+             ")\n";
+    } else if (!flag(j, "probe_enabled", true)) {
       out += "cache: not probed (daemon.probe_interval: 0)\n";
     }
   }

@@ -211,19 +211,6 @@ TEST(StatusJson, HoldsExactlyTheDocumentedFieldsSoNothingElseCanLeak) {
                                                        "certificate_days_left", "error"}));
 }
 
-TEST(StatusJson, CarriesNoPasswordOfTheConfig) {
-  // Filled the way the daemon fills it from a config with auth: the password never gets in.
-  Config config;
-  config.registry.url = "https://harbor.home.lab";
-  config.registry.auth =
-      RegistryAuth{"robot$k3s", "/etc/k3s-mirror-agent/registry-password", "hunter2-secret"};
-  DaemonStatus s = upToDate();
-  s.cache_url = config.registry.url;
-  const std::string text = statusJson(s) + statusLine(s) + metricsText(s);
-  EXPECT_THAT(text, Not(HasSubstr("hunter2")));
-  EXPECT_THAT(text, Not(HasSubstr("password")));
-}
-
 TEST(StatusJson, WritesEveryFieldOfARunningUpToDateDaemon) {
   const Json j = parsed(upToDate());
   EXPECT_EQ(j["version"], kVersion);
@@ -627,11 +614,14 @@ TEST(DescribeStatus, FieldsOfAnotherTypeAreNotAnException) {
   }
 }
 
-// Same for a cache object without certificate_days_left (the one field read without checking
-// it is there). In a child process, so that a crash fails this test and not the whole run.
+// Same for a cache object without certificate_days_left, the one field read without checking
+// it is there (nlohmann's const operator[] on a missing key is undefined behaviour: an assertion
+// in a debug build, a read past the object's storage otherwise; four members fill that storage,
+// so AddressSanitizer sees it). In a child process, so that a crash fails this test only.
 TEST(DescribeStatusDeathTest, ACacheWithoutCertificateDaysLeftIsStillDescribed) {
   const std::string text = R"({"cache_url": "https://harbor.home.lab",
-    "cache": {"up": true, "latency_ms": 12, "checked": "2026-11-29T07:01:00Z"}})";
+    "cache": {"checked": "2026-11-29T07:01:00Z", "up": true, "latency_ms": 12,
+              "http_status": 401}})";
   EXPECT_EXIT(
       {
         auto out = describeStatus(text, true, State{}, kStatusPath);
