@@ -320,8 +320,7 @@ class Daemon {
     Look look;
     look.plan_empty = p.plan.empty();
     look.restart_needed = p.plan.restart_needed && options_.root.isSystem() &&
-                          !options_.no_restart &&
-                          p.config.k3s.restart == RestartPolicy::kOnChange;
+                          !options_.no_restart && p.config.k3s.restart == RestartPolicy::kOnChange;
     look.same_as_failed = fingerprint == failed_fingerprint_;
     const auto& settings = config_->daemon;
     switch (decide(pending_, look, settings.drift, splay_served_, settings.splay)) {
