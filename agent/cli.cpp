@@ -271,18 +271,17 @@ int runStatus(const Options& o) {
   }
   // The pid in the file is alive: the daemon runs (a crash leaves "running": true behind).
   bool alive = false;
-  std::optional<nlohmann::json> daemon_json;
+  nlohmann::ordered_json daemon_json;  // null without a file; discarded when it is not JSON
   if (daemon.value()) {
-    daemon_json = nlohmann::json::parse(*daemon.value(), nullptr, false);
-    if (daemon_json->is_object() && (*daemon_json)["pid"].is_number_integer()) {
-      alive = ::kill((*daemon_json)["pid"].get<pid_t>(), 0) == 0 || errno == EPERM;
+    daemon_json = nlohmann::ordered_json::parse(*daemon.value(), nullptr, false);
+    auto pid = daemon_json.is_object() ? daemon_json.find("pid") : daemon_json.end();
+    if (pid != daemon_json.end() && pid->is_number_integer()) {
+      alive = ::kill(pid->get<pid_t>(), 0) == 0 || errno == EPERM;
     }
   }
   if (o.output == "json") {
     nlohmann::ordered_json j;
-    j["daemon"] = daemon_json && !daemon_json->is_discarded()
-                      ? nlohmann::ordered_json::parse(*daemon.value())
-                      : nlohmann::ordered_json(nullptr);
+    j["daemon"] = daemon_json.is_object() ? daemon_json : nlohmann::ordered_json(nullptr);
     if (j["daemon"].is_object()) {
       j["daemon"]["alive"] = alive;
     }

@@ -1,5 +1,6 @@
 #include "agent/daemon.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
 #include <systemd/sd-daemon.h>
@@ -415,7 +416,7 @@ class Daemon {
         ++status_.drift_corrections;
       }
       if (r.changed) {
-        spdlog::info("applied ({}): {}{}", trigger, join(record.actions),
+        spdlog::info("applied ({}): {}{}", trigger, fmt::join(record.actions, ", "),
                      r.restarted ? "; restarted " + *r.restarted + ", it is active" : "");
       } else {
         spdlog::info("applied ({}): nothing to change", trigger);
@@ -441,7 +442,7 @@ class Daemon {
       spdlog::warn(
           "drift: {} changed by hand and differ{} from the config; drift: report, so "
           "they are left as they are (k3s-mirror-agent diff shows how)",
-          join(files), files.size() == 1 ? "s" : "");
+          fmt::join(files, ", "), files.size() == 1 ? "s" : "");
     }
     status_.drifted = std::move(files);
   }
@@ -457,14 +458,6 @@ class Daemon {
   Duration drawSplay(Duration splay) {
     std::uniform_int_distribution<Duration::rep> pick(0, splay.count());
     return Duration(pick(random_));
-  }
-
-  static std::string join(const std::vector<std::string>& items) {
-    std::string out;
-    for (const auto& item : items) {
-      out += (out.empty() ? "" : ", ") + item;
-    }
-    return out;
   }
 
   // --- the cache probe ---------------------------------------------------------------------

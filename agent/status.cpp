@@ -1,5 +1,7 @@
 #include "agent/status.h"
 
+#include <fmt/format.h>
+
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -23,14 +25,6 @@ std::string cachePart(const CacheHealth& c) {
     text += ", certificate expires in " + std::to_string(*c.probe.certificate_days_left) + " days";
   }
   return text + ")";
-}
-
-std::string join(const std::vector<std::string>& items, const char* separator) {
-  std::string out;
-  for (const auto& item : items) {
-    out += (out.empty() ? "" : separator) + item;
-  }
-  return out;
 }
 
 // Prometheus label values escape backslash, double quote and newline.
@@ -73,8 +67,9 @@ std::string statusLine(const DaemonStatus& s) {
   } else if (s.held_back) {
     main = *s.held_back;
   } else if (!s.drifted.empty()) {
-    main = "drift (drift: report, not corrected): " + join(s.drifted, ", ") +
-           (s.drifted.size() == 1 ? " differs" : " differ") + " from the config";
+    main =
+        "drift (drift: report, not corrected): " + fmt::format("{}", fmt::join(s.drifted, ", ")) +
+        (s.drifted.size() == 1 ? " differs" : " differ") + " from the config";
   } else if (s.last_apply) {
     main = "up to date: " + std::to_string(s.mirrors) + (s.mirrors == 1 ? " mirror" : " mirrors") +
            " through " + s.cache_url;
@@ -261,9 +256,10 @@ Result<std::string> describeStatus(const std::optional<std::string>& status_json
   if (state.original == Original::kUnknown && state.ca_files.empty()) {
     out += "managed: nothing yet (no apply has written this node)\n";
   } else {
-    out += "managed: " + state.registries_path + " (mirrors: " + join(state.mirrors, ", ") + ")";
+    out += "managed: " + state.registries_path +
+           " (mirrors: " + fmt::format("{}", fmt::join(state.mirrors, ", ")) + ")";
     if (!state.ca_files.empty()) {
-      out += ", CA " + join(state.ca_files, ", ");
+      out += ", CA " + fmt::format("{}", fmt::join(state.ca_files, ", "));
     }
     out += "\n";
   }
