@@ -42,7 +42,11 @@ case "$ROLE" in
   *) UNIT=k3s.service ;;
 esac
 
-ROOTFS=$(bash "$NODE_DIR/build-rootfs.sh" amd64)
+# NODE_ARCH picks the node's architecture (arm64 boots under qemu), NODE_EXTRA adds packages to
+# its root filesystem (a cached variant, e.g. ansible-core).
+NODE_ARCH=${NODE_ARCH:-amd64}
+# shellcheck disable=SC2086 # NODE_EXTRA is a list of package names
+ROOTFS=$(bash "$NODE_DIR/build-rootfs.sh" "$NODE_ARCH" ${NODE_EXTRA:-})
 WORK=$(mktemp -d /var/tmp/k3sma-node.XXXXXX)
 NODE=$WORK/rootfs            # the node's / as seen from the host
 NSPAWN_PID=""
@@ -62,14 +66,16 @@ in_node() { nsenter -t "$PID1" -a "$@"; }
 
 # node_create ROLE: a fresh copy of the cached root filesystem with the agent and the k3s
 # stand-in installed; ROLE server enables k3s.service, agent k3s-agent.service, both both,
-# none neither.
+# none neither. With INSTALL_AGENT=0 the agent is left out: the package tests install the .deb.
 node_create() {
   cp -a "$ROOTFS" "$NODE"
-  install -m 755 "$AGENT" "$NODE/usr/sbin/k3s-mirror-agent"
-  ln -s /usr/sbin/k3s-mirror-agent "$NODE/usr/local/sbin/k3s-mirror-agent"
-  # The daemon's unit as shipped (systemd/), installed but not enabled: scenarios start it.
-  install -m 644 "$NODE_DIR/../../systemd/k3s-mirror-agent.service" \
-    "$NODE/etc/systemd/system/k3s-mirror-agent.service"
+  if [ "${INSTALL_AGENT:-1}" = 1 ]; then
+    install -m 755 "$AGENT" "$NODE/usr/sbin/k3s-mirror-agent"
+    ln -s /usr/sbin/k3s-mirror-agent "$NODE/usr/local/sbin/k3s-mirror-agent"
+    # The daemon's unit as shipped (systemd/), installed but not enabled: scenarios start it.
+    install -m 644 "$NODE_DIR/../../systemd/k3s-mirror-agent.service" \
+      "$NODE/etc/systemd/system/k3s-mirror-agent.service"
+  fi
   install -m 755 "$STANDIN" "$NODE/usr/local/bin/k3s-standin"
   local units=""
   case "$1" in
@@ -84,7 +90,7 @@ node_create() {
     install -m 644 "$NODE_DIR/units/$unit" "$NODE/etc/systemd/system/$unit"
     ln -s "/etc/systemd/system/$unit" "$NODE/etc/systemd/system/multi-user.target.wants/$unit"
   done
-  mkdir -p "$NODE/etc/k3s-mirror-agent"
+  [ "${INSTALL_AGENT:-1}" = 0 ] || mkdir -p "$NODE/etc/k3s-mirror-agent"
   # debootstrap's minbase writes no /etc/hosts; every installed node has one.
   printf '127.0.0.1\tlocalhost\n127.0.1.1\tnode\n::1\tlocalhost ip6-localhost\n' >"$NODE/etc/hosts"
 }
@@ -94,7 +100,8 @@ node_boot() {
   systemd-nspawn -D "$NODE" --boot --register=no --keep-unit --quiet \
     --machine="k3sma-$$" >"$WORK/console.log" 2>&1 &
   NSPAWN_PID=$!
-  local deadline=$((SECONDS + 60))
+  # An arm64 node boots under qemu: ~40 s instead of ~2.
+  local deadline=$((SECONDS + ${BOOT_TIMEOUT:-60}))
   until PID1=$(pgrep -P "$NSPAWN_PID" 2>/dev/null) && [ -n "$PID1" ]; do
     [ $SECONDS -lt $deadline ] || fail "the node did not start: $(tail -5 "$WORK/console.log")"
     sleep 0.1
