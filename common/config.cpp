@@ -597,6 +597,14 @@ class FileParser {
 // Checks that need the whole merged config.
 Status checkComplete(const Config& c, const std::vector<ConfigSource>& sources) {
   const std::string where = sources.empty() ? "config" : sources.front().path;
+  if (c.registry.url.empty() && c.mirrors.empty()) {
+    // The package's example config (all comments), or daemon settings only: not a mistake,
+    // just not set up yet. The daemon idles on it and says so.
+    return Error{where +
+                     ": not configured yet: set registry.url and mirrors (the file shows how; "
+                     "man k3s-mirror-agent.yaml)",
+                 ErrorKind::kUnconfigured};
+  }
   auto missing = [&](const std::string& key, const std::string& example) {
     return configError(where + ": " + key + ": is not set; add e.g. \"" + example + "\"");
   };
