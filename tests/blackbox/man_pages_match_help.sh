@@ -4,10 +4,12 @@
 # `k3s-mirror-agent COMMAND --help` print is an item tag (an option of only some commands names
 # them in its tag), and every exit code of the --help footer is an item of EXIT STATUS. Both
 # pages render without a single groff warning, as lintian checks them, and have a NAME line
-# lexgrog can read. (The config keys of k3s-mirror-agent.yaml(5) are checked against the parser
-# by tests/unit/man_test.cpp.) Then the same checks run on copies of the pages with an option,
+# lexgrog can read. The full EXAMPLE of k3s-mirror-agent.yaml(5) passes `check` (its keys are
+# checked against the parser by tests/unit/man_test.cpp). Then the same checks run on copies of the pages with an option,
 # a command and an exit code taken out, and must fail: a check that cannot fail proves nothing.
-# Needs: AGENT, man (man-db) and groff (groff-base). MAN_DIR overrides packaging/man.
+# Needs: root (the password file of the EXAMPLE is root's), AGENT, what lib.sh needs, man (man-db)
+# and groff (groff-base). MAN_DIR overrides packaging/man.
+# shellcheck source=tests/blackbox/lib.sh
 source "$TESTLIB"
 
 MAN_DIR=${MAN_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../packaging/man" && pwd)}
@@ -73,7 +75,7 @@ tags() {
 }
 # has_word LINES WORD: WORD appears in LINES with no letter, digit or - on either side.
 has_word() {
-  grep -qE -- "(^|[^a-zA-Z0-9-])$(sed 's/[.]/\\./g' <<<"$2")([^a-zA-Z0-9-]|$)" <<<"$1"
+  grep -qE -- "(^|[^a-zA-Z0-9-])${2//./\\.}([^a-zA-Z0-9-]|$)" <<<"$1"
 }
 
 # check_pages DIR: prints one line per problem; none when the pages match the program.
@@ -116,6 +118,17 @@ check_pages() {
 problems=$(check_pages "$MAN_DIR")
 [ -z "$problems" ] || fail "the man pages do not match the program:"$'\n'"$problems"
 pass "k3s-mirror-agent(8) documents ${#commands[@]} commands, their options and exit codes ${exit_codes[*]}; both pages render without warnings"
+
+# The full EXAMPLE of k3s-mirror-agent.yaml(5) is a config the agent accepts.
+setup_node
+install -m 0600 /dev/null "$CONF/registry-password"
+echo s3cret > "$CONF/registry-password"
+awk '/^\.SH EXAMPLE/ { e = 1 } e && /^\.nf/ { on = 1; next } on && /^\.fi/ { exit } on' \
+  "$MAN_DIR/$PAGE5" | sed -e 's/\\-/-/g' -e 's/\\e/\\/g' > "$CONF/config.yaml"
+grep -q '^registry:' "$CONF/config.yaml" || fail "no config in the EXAMPLE of $PAGE5"
+agent check
+expect_rc 0
+pass "the EXAMPLE of $PAGE5 is a valid config: $OUT"
 
 # The same checks must fail on pages that miss something.
 broken=$WORK/broken
