@@ -5,8 +5,9 @@
 # them in its tag), and every exit code of the --help footer is an item of EXIT STATUS. Both
 # pages render without a single groff warning, as lintian checks them, and have a NAME line
 # lexgrog can read. The full EXAMPLE of k3s-mirror-agent.yaml(5) passes `check` (its keys are
-# checked against the parser by tests/unit/man_test.cpp). Then the same checks run on copies of the pages with an option,
-# a command and an exit code taken out, and must fail: a check that cannot fail proves nothing.
+# checked against the parser by tests/unit/man_test.cpp). Then the same checks run on copies of
+# the pages with an option, a command and an exit code taken out, and must fail: a check that
+# cannot fail proves nothing.
 # Needs: root (the password file of the EXAMPLE is root's), AGENT, what lib.sh needs, man (man-db)
 # and groff (groff-base). MAN_DIR overrides packaging/man.
 # shellcheck source=tests/blackbox/lib.sh
