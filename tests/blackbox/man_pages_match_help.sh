@@ -22,8 +22,8 @@ for tool in man groff lexgrog; do
   command -v "$tool" >/dev/null || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
-  [ "${CI:-}" = true ] &&
-    fail "prerequisites missing:$missing (packaging/install-build-deps.sh installs man-db and groff-base)"
+  [ "${CI:-}" = true ] && fail "prerequisites missing:$missing" \
+    "(packaging/install-build-deps.sh installs man-db and groff-base)"
   echo "SKIP: prerequisites missing:$missing"
   exit 77
 fi
@@ -104,7 +104,8 @@ check_pages() {
     done <<<"${options_of[$cmd]}"
   done
   for code in "${exit_codes[@]}"; do
-    grep -qxE "(\.B )?$code" <<<"$exit_tags" || echo "$PAGE8: exit code $code has no item in EXIT STATUS"
+    grep -qxE "(\.B )?$code" <<<"$exit_tags" ||
+      echo "$PAGE8: exit code $code has no item in EXIT STATUS"
   done
   for page in "$PAGE8" "$PAGE5"; do
     # What lintian runs (groff-message): any output on stderr is a warning.
@@ -118,7 +119,8 @@ check_pages() {
 
 problems=$(check_pages "$MAN_DIR")
 [ -z "$problems" ] || fail "the man pages do not match the program:"$'\n'"$problems"
-pass "k3s-mirror-agent(8) documents ${#commands[@]} commands, their options and exit codes ${exit_codes[*]}; both pages render without warnings"
+pass "k3s-mirror-agent(8) documents ${#commands[@]} commands, their options and exit codes" \
+  "${exit_codes[*]}; both pages render without warnings"
 
 # The full EXAMPLE of k3s-mirror-agent.yaml(5) is a config the agent accepts.
 setup_node
@@ -147,7 +149,8 @@ awk 'skip && /^\.(TP|PP|SH|SS)/ { skip = 0 }
      END { if (held) print tp }' "$MAN_DIR/$PAGE8" > "$broken/$PAGE8"
 printf '.BOGUS macro\n' >> "$broken/$PAGE5"  # a macro groff does not know: a warning
 problems=$(check_pages "$broken")
-for want in "option --no-restart of apply" "command status" "exit code 4" "$PAGE5: groff warnings"; do
+for want in "option --no-restart of apply" "command status" "exit code 4" \
+  "$PAGE5: groff warnings"; do
   grep -qF -- "$want" <<<"$problems" || fail "a page without it passed the check ($want): $problems"
 done
 pass "the checks fail on pages without an option, a command, an exit code, or with bad roff"
