@@ -25,7 +25,7 @@ awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }' && [ "$RC" 
   fail "exposure of $(basename "$UNIT") is $exposure, above $max_exposure (exit $RC):
 $(grep '✗\|^X ' "$WORK/security.txt")"
 
-# What may stay exposed, and why (the README's "Hardening" list says the same):
+# What may stay exposed, and why (the unit's comments and the README give the same reasons):
 accepted=(
   "RootDirectory=/RootImage="                # the agent edits the host's own /etc
   "User=/DynamicUser="                       # the files are root's; only root may restart k3s without polkit
