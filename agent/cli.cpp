@@ -133,7 +133,7 @@ int runStagedRestore(const Options& o, Deps& deps) {
     report.error = prepared.error();
     return printReport(report, o, "restore");
   }
-  StagingFiles files(deps.files, o.stage);
+  StagingFiles files(deps.files, o.stage, applyOptions(o).root);
   StagingCommands commands(o.stage);
   Deps staged{files, commands, deps.now, deps.clock, deps.connect_systemd};
   report = restore(applyOptions(o), staged);
