@@ -2,8 +2,8 @@
 # The package's purge (packaging/debian/prerm, then postrm): `restore --stage` changes nothing
 # on the node and stages what restore would do; the postrm's own purge part, run in a chroot
 # whose /etc, /usr/share, /usr/local, /var and /run are the scratch root's, then leaves the node
-# as a plain `restore` does. Also: a node the agent never touched stages nothing, and --stage
-# with --dry-run is a usage error.
+# as a plain `restore` does. Also: a node the agent never touched stages nothing, a restore that
+# fails leaves no stage, and --stage with --dry-run is a usage error.
 # Needs root (or user namespaces) for the chroot: skipped (77) without them, outside CI only.
 source "$TESTLIB"
 POSTRM=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../packaging/debian" && pwd)/postrm
@@ -148,6 +148,16 @@ agent restore --stage "$STAGE"
 expect_rc 0
 [ "$(snapshot)" = "$before" ] || fail "restore --stage changed an untouched node"
 [ -d "$STAGE" ] && [ -z "$(ls -A "$STAGE")" ] || fail "an untouched node staged: $(cd "$STAGE" && find .)"
+
+# --- a restore that fails leaves no stage: postrm would carry out half of one, and would say
+# the node's files are back because the stage exists
+mkdir -p "$(dirname "$STATE")"
+echo '{"version": 1,' >"$STATE"
+agent restore --stage "$STAGE"
+expect_rc 2
+grep -q "read state" <<<"$ERR" || fail "the failed restore does not say why: $ERR"
+[ ! -e "$STAGE" ] || fail "a failed restore --stage left a stage: $(cd "$STAGE" && find .)"
+rm "$STATE"
 
 # --- --stage with --dry-run: a usage error, nothing staged
 rm -rf "$STAGE"
