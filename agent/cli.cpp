@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -133,7 +134,7 @@ int runStagedRestore(const Options& o, Deps& deps) {
     report.error = prepared.error();
     return printReport(report, o, "restore");
   }
-  StagingFiles files(deps.files, o.stage);
+  StagingFiles files(deps.files, o.stage, applyOptions(o).root);
   StagingCommands commands(o.stage);
   Deps staged{files, commands, deps.now, deps.clock, deps.connect_systemd};
   report = restore(applyOptions(o), staged);
@@ -146,6 +147,17 @@ int runStagedRestore(const Options& o, Deps& deps) {
   if (!report.error) {
     report.notes = {"staged in " + o.stage +
                     ": this node was not changed; the package's purge puts it in place"};
+  } else {
+    // Half a stage is worse than none: postrm would carry it out, and would say the node's
+    // own files are back because the stage exists. prerm promises that purge then leaves
+    // the node as it is.
+    report.actions.clear();
+    std::error_code ec;
+    std::filesystem::remove_all(o.stage, ec);
+    if (ec) {
+      report.error->message +=
+          "; the unfinished stage " + o.stage + " could not be removed: " + ec.message();
+    }
   }
   return printReport(report, o, "restore");
 }

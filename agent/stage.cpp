@@ -1,6 +1,7 @@
 #include "agent/stage.h"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -19,6 +20,15 @@ Status appendLine(const std::string& path, const std::string& line) {
     return current.error();
   }
   return writeFileAtomic(path, current.value().value_or("") + line + "\n", 0600);
+}
+
+// The node path of a path restore hands over: root.path(node path), so the root comes off.
+std::string nodePath(const Root& root, const std::string& path) {
+  const std::string& prefix = root.dir();
+  if (path.compare(0, prefix.size(), prefix) != 0) {
+    std::abort();  // apply.cpp prefixes every path with the root: anything else is a bug
+  }
+  return path.substr(prefix.size());
 }
 
 }  // namespace
@@ -45,11 +55,11 @@ Result<std::optional<std::string>> StagingFiles::read(const std::string& path) {
 }
 
 Status StagingFiles::write(const std::string& path, std::string_view content, mode_t mode) {
-  return writeFileAtomic(dir_ + "/put" + path, content, mode);
+  return writeFileAtomic(dir_ + "/put" + nodePath(root_, path), content, mode);
 }
 
 Status StagingFiles::remove(const std::string& path) {
-  return appendLine(dir_ + "/remove", path);
+  return appendLine(dir_ + "/remove", nodePath(root_, path));
 }
 
 Result<CommandResult> StagingCommands::run(const std::vector<std::string>& argv) {

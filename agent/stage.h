@@ -6,7 +6,9 @@
 // it would write lands under DIR/put/<node path> (same mode), a file it would remove is listed
 // in DIR/remove (one node path a line), and a rebuild of the trust store leaves the file
 // DIR/update-ca-certificates. The node itself is not changed. postrm then needs only cp, mv, rm
-// and update-ca-certificates to put the node back (packaging/debian/postrm).
+// and update-ca-certificates to put the node back (packaging/debian/postrm). Under --root the
+// stage still holds node paths (/etc/rancher/k3s/registries.yaml, not ROOT/etc/...): they are
+// what postrm, run on that node or chrooted into it, puts in place.
 
 #include <string>
 
@@ -20,7 +22,9 @@ Status prepareStage(const std::string& dir);
 
 class StagingFiles final : public Files {
  public:
-  StagingFiles(Files& node, std::string dir) : node_(node), dir_(std::move(dir)) {}
+  // root: the --root restore runs under; it hands over root.path(node path) for every file.
+  StagingFiles(Files& node, std::string dir, Root root = {})
+      : node_(node), dir_(std::move(dir)), root_(std::move(root)) {}
   Result<std::optional<std::string>> read(const std::string& path) override;
   Status write(const std::string& path, std::string_view content, mode_t mode) override;
   Status remove(const std::string& path) override;
@@ -28,6 +32,7 @@ class StagingFiles final : public Files {
  private:
   Files& node_;      // reads come from the node as it is
   std::string dir_;  // the stage
+  Root root_;
 };
 
 class StagingCommands final : public CommandRunner {

@@ -511,6 +511,107 @@ mirrors:
 }
 
 // ---------------------------------------------------------------------------------------------
+// Not configured yet: a config that sets neither registry.url nor mirrors is the package's
+// example, not a mistake. It is its own kind, so the command line exits 2 and the daemon idles.
+
+void expectUnconfigured(const Result<Config>& config, const std::string& file) {
+  ASSERT_FALSE(config.ok()) << "the config was accepted";
+  EXPECT_EQ(config.error().kind, ErrorKind::kUnconfigured) << config.error().message;
+  EXPECT_THAT(config.error().message, StartsWith(file + ": not configured yet"));
+}
+
+TEST(UnconfiguredConfig, IsAnEmptyFile) { expectUnconfigured(parse(""), kFile); }
+
+TEST(UnconfiguredConfig, IsAFileOfOnlyComments) {
+  expectUnconfigured(parse("# registry:\n#   url: https://harbor.home.lab\n\n# mirrors:\n"), kFile);
+}
+
+TEST(UnconfiguredConfig, IsAnEmptyMainFileWithADaemonOnlyDropIn) {
+  expectUnconfigured(parseConfig({{kFile, "# nothing yet\n"},
+                                  {kDropIn1, "daemon:\n  debounce: 1s\n  probe_interval: 0s\n"}}),
+                     kFile);
+}
+
+TEST(UnconfiguredConfig, IsOneThatSetsOnlyK3sAndDaemonSettings) {
+  expectUnconfigured(parse("k3s:\n  restart: never\ndaemon:\n  drift: report\n"), kFile);
+}
+
+TEST(UnconfiguredConfig, StillRefusesAnInvalidKeyInsteadOfIdling) {
+  const auto config = parse("# nothing yet\ndaemon:\n  debounce: soon\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.error().kind, ErrorKind::kConfig);
+  EXPECT_THAT(config.error().message, StartsWith(std::string(kFile) + ":3: daemon.debounce:"));
+}
+
+TEST(UnconfiguredConfig, IsNotAConfigWithOnlyTheRegistryUrlWhichLacksMirrors) {
+  const auto config = parse("registry:\n  url: https://harbor.home.lab\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.error().kind, ErrorKind::kConfig);
+  EXPECT_EQ(config.error().message, std::string(kFile) +
+                                        ": mirrors: is not set; add e.g. \"mirrors: "
+                                        "{docker.io: dockerhub-proxy}\"");
+}
+
+TEST(UnconfiguredConfig, IsNotAConfigWithOnlyMirrorsWhichLacksTheRegistryUrl) {
+  const auto config = parse("mirrors:\n  docker.io: dockerhub-proxy\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.error().kind, ErrorKind::kConfig);
+  EXPECT_THAT(config.error().message,
+              StartsWith(std::string(kFile) + ": registry.url: is not set"));
+}
+
+// The example the package installs as /etc/k3s-mirror-agent/config.yaml (packaging/config.yaml):
+// as shipped it is not configured; with its example block uncommented it is a valid config, so
+// the example cannot fall behind the schema. The black-box test example_config_is_valid.sh runs
+// `check` on both.
+std::string shippedExample() {
+  auto text = readFile(K3SMA_EXAMPLE_CONFIG);
+  if (!text.ok() || !text.value()) {
+    ADD_FAILURE() << "cannot read " << K3SMA_EXAMPLE_CONFIG;
+    return {};
+  }
+  return *text.value();
+}
+
+// Removes the leading "# " of every line from the one starting "# registry:" on.
+std::string uncommentExample(const std::string& text) {
+  std::string out;
+  bool in_example = false;
+  std::string::size_type start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    end = end == std::string::npos ? text.size() : end + 1;
+    std::string line = text.substr(start, end - start);
+    in_example = in_example || line.rfind("# registry:", 0) == 0;
+    if (in_example && line.rfind("# ", 0) == 0) {
+      line.erase(0, 2);
+    }
+    out += line;
+    start = end;
+  }
+  return out;
+}
+
+TEST(ShippedExampleConfig, IsNotConfiguredAsShipped) {
+  expectUnconfigured(parseConfig({{kDefaultConfigPath, shippedExample()}}), kDefaultConfigPath);
+}
+
+TEST(ShippedExampleConfig, IsValidWithItsExampleUncommented) {
+  const std::string example = uncommentExample(shippedExample());
+  ASSERT_NE(example, shippedExample()) << "no line starts with \"# registry:\"";
+  const Config c = parseValid({{kDefaultConfigPath, example}});
+  EXPECT_EQ(c.registry.url, "https://harbor.home.lab");
+  EXPECT_EQ(c.registry.ca_file, "/etc/k3s-mirror-agent/harbor-ca.pem");
+  EXPECT_FALSE(c.registry.auth.has_value());
+  EXPECT_EQ(c.mirrors, (std::map<std::string, std::string>{{"docker.io", "dockerhub-proxy"},
+                                                           {"ghcr.io", "ghcr-proxy"},
+                                                           {"quay.io", "quay-proxy"}}));
+  EXPECT_EQ(c.mode, MirrorMode::kPath);
+  EXPECT_EQ(c.k3s.restart_timeout, seconds(120));
+  EXPECT_EQ(c.daemon.probe_interval, seconds(60));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Invalid configs: every one names the file, the line and the key.
 
 struct InvalidCase {
@@ -942,7 +1043,6 @@ mirrors:
     {"MissingMirrors", "registry:\n  url: https://harbor.home.lab\n", 0, "mirrors:", "is not set"},
     {"EmptyMirrors", "registry:\n  url: https://harbor.home.lab\nmirrors: {}\n", 0,
      "mirrors:", "is not set"},
-    {"EmptyFile", "", 0, "registry.url:", "is not set"},
     {"AuthWithoutUsername", R"(registry:
   url: https://harbor.home.lab
   auth:

@@ -185,6 +185,36 @@ TEST(StatusLine, AStoppedDaemonSaysOnlyThat) {
   EXPECT_EQ(statusLine(s), "stopped");
 }
 
+// What common/config.cpp says about the package's example config, all comments.
+constexpr const char* kNotConfigured =
+    "/etc/k3s-mirror-agent/config.yaml: not configured yet: set registry.url and mirrors (the "
+    "file shows how; man k3s-mirror-agent.yaml)";
+
+// A daemon started on the package's example config: nothing to apply until someone fills it in.
+DaemonStatus unconfigured() {
+  DaemonStatus s = justStarted();
+  s.config_error = kNotConfigured;
+  s.unconfigured = true;
+  return s;
+}
+
+TEST(StatusLine, AnUnconfiguredDaemonSaysItIdlesAndWhy) {
+  EXPECT_EQ(statusLine(unconfigured()), std::string("idle: ") + kNotConfigured);
+}
+
+TEST(StatusLine, AnUnconfiguredDaemonStillGivesTheCachesHealth) {
+  DaemonStatus s = unconfigured();
+  s.cache = cacheDown();
+  EXPECT_THAT(statusLine(s), ::testing::StartsWith("idle: "));
+  EXPECT_THAT(statusLine(s), ::testing::EndsWith("; cache down: " + std::string(kCacheDown)));
+}
+
+TEST(StatusLine, OnlyANotConfiguredYetConfigIsIdleAnyOtherErrorIsNot) {
+  DaemonStatus s = unconfigured();
+  s.unconfigured = false;  // the same text, as any other config error
+  EXPECT_EQ(statusLine(s), std::string("cannot apply, node left as it was: ") + kNotConfigured);
+}
+
 // ---------------------------------------------------------------------------------------------
 // statusJson
 
@@ -270,6 +300,14 @@ TEST(StatusJson, SaysWhyTheConfigIsInvalid) {
   EXPECT_EQ(j["config"]["valid"], false);
   EXPECT_EQ(j["config"]["error"], *s.config_error);
   EXPECT_EQ(j["config"]["sha256"], kSha);  // of the last config that loaded
+}
+
+TEST(StatusJson, AnUnconfiguredDaemonHasNoValidConfigAndIdles) {
+  const Json j = parsed(unconfigured());
+  EXPECT_EQ(j["config"]["valid"], false);
+  EXPECT_EQ(j["config"]["error"], kNotConfigured);
+  EXPECT_TRUE(j["config"]["sha256"].is_null());
+  EXPECT_EQ(j["status"], std::string("idle: ") + kNotConfigured);
 }
 
 TEST(StatusJson, RecordsAFailedRolledBackApplyAndWhyItIsHeldBack) {
