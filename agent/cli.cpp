@@ -10,6 +10,7 @@
 
 #include "agent/daemon.h"
 #include "agent/probe.h"
+#include "agent/stage.h"
 #include "agent/status.h"
 #include "common/diff.h"
 #include "common/log.h"
@@ -43,11 +44,13 @@ struct Options {
   bool probe = false;
   bool verbose = false;
   bool quiet = false;
+  std::string stage;  // restore --stage DIR
 };
 
 int exitCodeFor(const Error& error) {
   switch (error.kind) {
     case ErrorKind::kConfig:
+    case ErrorKind::kUnconfigured:
       return kExitUsage;
     case ErrorKind::kApply:
       return kExitRolledBack;
@@ -121,6 +124,30 @@ int printReport(const Report& r, const Options& o, const char* what) {
     return exitCodeFor(*r.error);
   }
   return r.dry_run && r.changed ? kExitPending : kExitOk;
+}
+
+// restore --stage DIR: restore, carried out on a stage instead of the node (agent/stage.h).
+int runStagedRestore(const Options& o, Deps& deps) {
+  Report report;
+  if (auto prepared = prepareStage(o.stage); !prepared) {
+    report.error = prepared.error();
+    return printReport(report, o, "restore");
+  }
+  StagingFiles files(deps.files, o.stage);
+  StagingCommands commands(o.stage);
+  Deps staged{files, commands, deps.now, deps.clock, deps.connect_systemd};
+  report = restore(applyOptions(o), staged);
+  // Nothing on the node changed: say what was staged, and no more.
+  report.changed = false;
+  report.restart_needed = false;
+  for (auto& action : report.actions) {
+    action.verb = "stage " + action.verb;
+  }
+  if (!report.error) {
+    report.notes = {"staged in " + o.stage +
+                    ": this node was not changed; the package's purge puts it in place"};
+  }
+  return printReport(report, o, "restore");
 }
 
 int failWith(const Error& error, const Options& o, nlohmann::ordered_json j) {
@@ -378,6 +405,12 @@ int runCli(int argc, char** argv, Deps& deps) {
                          "entries, forget the state");
   addCommonOptions(*restore_cmd, o);
   restore_cmd->add_flag("--dry-run", o.dry_run, "Only say what would change");
+  restore_cmd
+      ->add_option("--stage", o.stage,
+                   "Change nothing; write what restore would put in place under DIR, for the "
+                   "package's purge (which runs after this program is removed)")
+      ->type_name("DIR")
+      ->excludes("--dry-run");
 
   auto* run_cmd = app.add_subcommand(
       "run",
@@ -406,7 +439,8 @@ int runCli(int argc, char** argv, Deps& deps) {
     return printReport(apply(applyOptions(o), deps), o, "apply");
   }
   if (restore_cmd->parsed()) {
-    return printReport(restore(applyOptions(o), deps), o, "restore");
+    return o.stage.empty() ? printReport(restore(applyOptions(o), deps), o, "restore")
+                           : runStagedRestore(o, deps);
   }
   if (run_cmd->parsed()) {
     return runDaemon(applyOptions(o), deps);

@@ -300,10 +300,16 @@ class Daemon {
     auto prepared = prepare(options_, deps_);
     if (!prepared) {
       const std::string& message = prepared.error().message;
+      const bool unconfigured = prepared.error().kind == ErrorKind::kUnconfigured;
       if (status_.config_error != message) {
-        spdlog::error("{}; the node is left as it is until this is fixed", message);
+        if (unconfigured) {
+          spdlog::info("{}; idle until then", message);
+        } else {
+          spdlog::error("{}; the node is left as it is until this is fixed", message);
+        }
       }
       status_.config_error = message;
+      status_.unconfigured = unconfigured;
       finishRound();
       syncWatches();
       publish();
@@ -312,6 +318,7 @@ class Daemon {
     if (status_.config_error) {
       spdlog::info("the config loads again");
       status_.config_error.reset();
+      status_.unconfigured = false;
     }
     adopt(prepared.value());
     syncWatches();

@@ -62,6 +62,8 @@ std::string statusLine(const DaemonStatus& s) {
     main = "stopped";
   } else if (!s.doing.empty()) {
     main = s.doing;
+  } else if (s.config_error && s.unconfigured) {
+    main = "idle: " + *s.config_error;
   } else if (s.config_error) {
     main = "cannot apply, node left as it was: " + *s.config_error;
   } else if (s.held_back) {

@@ -50,6 +50,7 @@ struct DaemonStatus {
   std::string cache_url;
   size_t mirrors = 0;
   std::optional<std::string> config_error;
+  bool unconfigured = false;  // config_error is "not configured yet": the daemon idles
   std::string doing;  // what the daemon is busy with right now; empty when it waits for events
   std::optional<ApplyRecord> last_apply;
   uint64_t applies = 0;  // runs of the apply engine, including those that changed nothing

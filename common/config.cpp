@@ -105,8 +105,30 @@ class FileParser {
     if (docs.empty() || docs[0].IsNull()) {
       return Ok{};  // an empty file (or only comments) sets nothing
     }
+    return document(docs[0]);
+  }
+
+  // The dotted name of every key the parser accepts (knownConfigKeys), read from the same
+  // handler tables that parse documents: each section lists its table's keys and runs their
+  // handlers on null nodes, so a nested section (registry.auth) lists its own keys in turn.
+  static std::vector<std::string> keys() {
+    const std::string file = "(keys)";
+    Config scratch;
+    std::map<std::string, std::string> no_mirrors;
+    FileParser parser(file, scratch, no_mirrors);
+    std::vector<std::string> listed;
+    parser.listed_keys_ = &listed;
+    (void)parser.document(YAML::Node());
+    std::sort(listed.begin(), listed.end());
+    return listed;
+  }
+
+ private:
+  using Handler = std::function<Status(const YAML::Node& key, const YAML::Node& value)>;
+
+  Status document(const YAML::Node& root) {
     return section(
-        docs[0], "", 0,
+        root, "", 0,
         {
             {"registry",
              [this](const YAML::Node& k, const YAML::Node& v) { return registry(k, v); }},
@@ -116,9 +138,6 @@ class FileParser {
             {"daemon", [this](const YAML::Node& k, const YAML::Node& v) { return daemon(k, v); }},
         });
   }
-
- private:
-  using Handler = std::function<Status(const YAML::Node& key, const YAML::Node& value)>;
 
   Error at(int line, const std::string& key, const std::string& reason) const {
     return configError(file_ + ":" + std::to_string(line) + ": " + key + ": " + reason);
@@ -141,6 +160,15 @@ class FileParser {
   // out) counts as empty.
   Status section(const YAML::Node& node, const std::string& name, int name_line,
                  const std::map<std::string, Handler>& handlers) {
+    if (listed_keys_ != nullptr) {
+      // Listing keys (keys()): a section is not a key itself, its members are.
+      std::erase(*listed_keys_, name);
+      for (const auto& [key, handler] : handlers) {
+        listed_keys_->push_back(join(name, key));
+        (void)handler(YAML::Node(), YAML::Node());
+      }
+      return Ok{};
+    }
     if (node.IsNull()) {
       return Ok{};
     }
@@ -592,11 +620,20 @@ class FileParser {
   const std::string& file_;
   Config& config_;
   std::map<std::string, std::string>& mirror_origin_;
+  std::vector<std::string>* listed_keys_ = nullptr;  // set only by keys()
 };
 
 // Checks that need the whole merged config.
 Status checkComplete(const Config& c, const std::vector<ConfigSource>& sources) {
   const std::string where = sources.empty() ? "config" : sources.front().path;
+  if (c.registry.url.empty() && c.mirrors.empty()) {
+    // The package's example config (all comments), or daemon settings only: not a mistake,
+    // just not set up yet. The daemon idles on it and says so.
+    return Error{where +
+                     ": not configured yet: set registry.url and mirrors (the file shows how; "
+                     "man k3s-mirror-agent.yaml)",
+                 ErrorKind::kUnconfigured};
+  }
   auto missing = [&](const std::string& key, const std::string& example) {
     return configError(where + ": " + key + ": is not set; add e.g. \"" + example + "\"");
   };
@@ -636,6 +673,8 @@ std::string Config::originOf(const std::string& key) const {
   auto it = origins.find(key);
   return it == origins.end() ? "config" : it->second;
 }
+
+std::vector<std::string> knownConfigKeys() { return FileParser::keys(); }
 
 Result<Config> parseConfig(const std::vector<ConfigSource>& sources) {
   Config config;

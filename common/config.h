@@ -83,6 +83,12 @@ struct ConfigSource {
 // Parses and merges sources in order. Pure: reads no file named in the config.
 Result<Config> parseConfig(const std::vector<ConfigSource>& sources);
 
+// The dotted name of every key parseConfig accepts, sorted: "registry.url", "mirrors" (whose own
+// keys are upstream hosts), "daemon.debounce", ... Sections ("registry", "registry.auth") are not
+// listed, their keys are. Read from the parser's own tables; the man page test checks
+// k3s-mirror-agent.yaml(5) against it.
+std::vector<std::string> knownConfigKeys();
+
 // The node path of the main config file.
 inline constexpr const char* kDefaultConfigPath = "/etc/k3s-mirror-agent/config.yaml";
 

@@ -16,6 +16,9 @@ start_tls_front "$WORK/localhost.crt" "$WORK/localhost.key"
 url=https://localhost:$TLS_PORT
 sed -i "s|url: https://harbor.home.lab|url: $url|" "$NODE/etc/k3s-mirror-agent/config.yaml"
 prom=/var/lib/prometheus/node-exporter/k3s_mirror_agent.prom
+# node_exporter's textfile directory, root:root 0755 as Debian's prometheus-node-exporter ships
+# it. It must exist before the daemon starts: the unit's sandbox makes it writable only then.
+mkdir -p "$NODE/var/lib/prometheus/node-exporter"
 daemon_settings "debounce: 500ms" "splay: 0s" "probe_interval: 1s" "metrics_textfile: $prom"
 start_daemon
 

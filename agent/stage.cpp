@@ -1,0 +1,66 @@
+#include "agent/stage.h"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace k3sma {
+
+namespace {
+
+// The node is never touched, so a failure to stage is a failed restore that changed nothing.
+Error stageError(std::string message) { return {std::move(message), ErrorKind::kApply}; }
+
+// The list of staged removals, read back, plus one more line. Rewritten whole (atomically)
+// rather than appended to, so a crash never leaves half a line.
+Status appendLine(const std::string& path, const std::string& line) {
+  auto current = readFile(path);
+  if (!current) {
+    return current.error();
+  }
+  return writeFileAtomic(path, current.value().value_or("") + line + "\n", 0600);
+}
+
+}  // namespace
+
+Status prepareStage(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) {
+    return stageError("empty the stage " + dir + ": " + ec.message());
+  }
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return stageError("create the stage " + dir + ": " + ec.message());
+  }
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+  if (ec) {
+    return stageError("chmod 0700 " + dir + ": " + ec.message());
+  }
+  return Ok{};
+}
+
+Result<std::optional<std::string>> StagingFiles::read(const std::string& path) {
+  return node_.read(path);
+}
+
+Status StagingFiles::write(const std::string& path, std::string_view content, mode_t mode) {
+  return writeFileAtomic(dir_ + "/put" + path, content, mode);
+}
+
+Status StagingFiles::remove(const std::string& path) {
+  return appendLine(dir_ + "/remove", path);
+}
+
+Result<CommandResult> StagingCommands::run(const std::vector<std::string>& argv) {
+  if (argv.empty() || argv.front() != "update-ca-certificates") {
+    return stageError("restore --stage cannot stage running " +
+                      (argv.empty() ? std::string("nothing") : argv.front()));
+  }
+  if (auto noted = writeFileAtomic(dir_ + "/update-ca-certificates", "", 0600); !noted) {
+    return noted.error();
+  }
+  return CommandResult{0, ""};
+}
+
+}  // namespace k3sma

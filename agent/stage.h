@@ -1,0 +1,43 @@
+#pragma once
+// A restore staged for later, for the Debian package's purge. dpkg runs `postrm purge` after the
+// package's files are gone, the binary included, so the package's prerm runs
+// `k3s-mirror-agent restore --stage DIR` while the binary still exists. The restore is worked
+// out and carried out as usual, reading the real node, but through these two stand-ins: a file
+// it would write lands under DIR/put/<node path> (same mode), a file it would remove is listed
+// in DIR/remove (one node path a line), and a rebuild of the trust store leaves the file
+// DIR/update-ca-certificates. The node itself is not changed. postrm then needs only cp, mv, rm
+// and update-ca-certificates to put the node back (packaging/debian/postrm).
+
+#include <string>
+
+#include "agent/command.h"
+#include "common/fs.h"
+
+namespace k3sma {
+
+// Empties (or creates) DIR, mode 0700: the staged registries.yaml may hold a password.
+Status prepareStage(const std::string& dir);
+
+class StagingFiles final : public Files {
+ public:
+  StagingFiles(Files& node, std::string dir) : node_(node), dir_(std::move(dir)) {}
+  Result<std::optional<std::string>> read(const std::string& path) override;
+  Status write(const std::string& path, std::string_view content, mode_t mode) override;
+  Status remove(const std::string& path) override;
+
+ private:
+  Files& node_;      // reads come from the node as it is
+  std::string dir_;  // the stage
+};
+
+class StagingCommands final : public CommandRunner {
+ public:
+  explicit StagingCommands(std::string dir) : dir_(std::move(dir)) {}
+  // Only update-ca-certificates is ever run by restore; it is noted, not run.
+  Result<CommandResult> run(const std::vector<std::string>& argv) override;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace k3sma
