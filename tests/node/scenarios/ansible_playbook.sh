@@ -7,7 +7,8 @@
 #    apply or by the daemon the package started, whichever took the apply lock first), and the
 #    daemon is active and up to date;
 # 2. the second run changes nothing (changed=0) and restarts nothing;
-# and the registry password never appears in either run's output (run 1 with -v and --diff).
+# and before them, a --check --diff run changes nothing; the registry password never appears
+# in any run's output (run 1 with -v and --diff).
 # Needs the amd64 .deb (packaging/build-debs.sh) in $DEBS, else in ctest's K3SMA_DEBS_DIR.
 DEBS=${DEBS:-${K3SMA_DEBS_DIR:-}}
 # The newest package, if several builds are there.
@@ -80,6 +81,7 @@ playbook() {
   local n=$1 t0
   shift
   t0=$(date +%s%N)
+  in_node mkdir -p /tmp/ansible-home
   RC=0
   in_node env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp/ansible-home LANG=C.UTF-8 \
     ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 ANSIBLE_STDOUT_CALLBACK=default \
@@ -96,6 +98,15 @@ playbook() {
 }
 recap() { sed -nE "s/.* $1=([0-9]+).*/\\1/p" <<<"$RECAP"; }
 show() { echo "--- output of run $1:" >&2; cat "$WORK/run$1.log" >&2; }
+
+# 0. A check run (--check --diff), as an operator previews a rollout: it succeeds, says what
+# would change, and changes nothing.
+playbook 0 --check --diff
+[ "$RC" -eq 0 ] || { show 0; fail "the check run exited $RC"; }
+if [ "$(recap failed)" != 0 ] || [ "$(recap changed)" -eq 0 ]; then show 0; fail "check run: $RECAP"; fi
+[ ! -e "$NODE/usr/sbin/k3s-mirror-agent" ] || fail "the check run installed the package"
+[ ! -e "$NODE/etc/rancher/k3s/registries.yaml" ] || fail "the check run wrote registries.yaml"
+[ "$(starts)" -eq 1 ] || fail "the check run restarted k3s"
 
 # 1. First run: everything is new.
 playbook 1 -v --diff
@@ -132,8 +143,13 @@ wait_for "the daemon idle" 60 applies_at_least 0
 [ "$(unit_state k3s.service)" = active ] || fail "k3s.service is $(unit_state k3s.service)"
 [ "$(unit_state k3s-mirror-agent.service)" = active ] || fail "the daemon is $(unit_state k3s-mirror-agent.service)"
 [ "$(in_node systemctl is-enabled k3s-mirror-agent.service)" = enabled ] || fail "the daemon is not enabled"
-status_text | grep -q '^up to date: 3 mirrors through https://harbor.home.lab' ||
-  fail "the daemon says: $(status_text)"
+# The daemon has the new config and nothing against it. (Its STATUS= may still say "starting":
+# a daemon whose only apply so far found the node already up to date has no last apply.)
+if [ "$(djson .config.valid)" != true ] || [ "$(djson .config.path)" != /etc/k3s-mirror-agent/config.yaml ]; then
+  fail "the daemon's config: $(daemon_status)"
+fi
+! status_text | grep -Eq '^(cannot apply|the last apply failed|drift)' || fail "the daemon says: $(status_text)"
+echo "the daemon says: $(status_text)"
 applied_by="the playbook's apply"
 [ "$(djson .restarts)" = 0 ] || applied_by="the daemon"
 echo "k3s was restarted once, by $applied_by"
@@ -149,10 +165,13 @@ wait_for "the daemon idle" 60 applies_at_least 0
 [ "$(unit_state k3s-mirror-agent.service)" = active ] || fail "the daemon is not active after run 2"
 
 # The secret stayed out of both runs' output (and out of the daemon's journal).
-for n in 1 2; do
+for n in 0 1 2; do
   ! grep -qF "$PASSWORD" "$WORK/run$n.log" || fail "run $n printed the registry password"
 done
 ! daemon_journal | grep -qF "$PASSWORD" || fail "the daemon logged the registry password"
 grep -q 'censored' "$WORK/run1.log" ||
   { show 1; fail "run 1 -v shows no censored (no_log) result for the password task"; }
+if [ -n "${SHOW_RUNS:-}" ]; then
+  for n in 0 1 2; do echo "=== run $n"; cat "$WORK/run$n.log"; done
+fi
 pass "ansible: run 1 changed the node ($T1 s, one k3s restart), run 2 changed nothing ($SECS s), the password never shown"
