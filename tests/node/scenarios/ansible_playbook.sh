@@ -7,6 +7,8 @@
 #    apply or by the daemon the package started, whichever took the apply lock first), and the
 #    daemon is active and up to date;
 # 2. the second run changes nothing (changed=0) and restarts nothing;
+# 3. a change k3s refuses fails the run on the server (the agent rolled back, the role put the
+#    config back, the daemon does not retry it) and the workers' play does not start;
 # and before them, a --check --diff run changes nothing; the registry password never appears
 # in any run's output (run 1 with -v and --diff).
 # Needs the amd64 .deb (packaging/build-debs.sh) in $DEBS, else in ctest's K3SMA_DEBS_DIR.
@@ -87,7 +89,7 @@ playbook() {
     ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 ANSIBLE_STDOUT_CALLBACK=default \
     ANSIBLE_LOCAL_TEMP=/tmp/ansible-local ANSIBLE_REMOTE_TEMP=/tmp/ansible-remote \
     ANSIBLE_RETRY_FILES_ENABLED=0 ANSIBLE_HOST_KEY_CHECKING=0 \
-    sh -c "cd $dir && exec ansible-playbook -i inventory.ini site.yml -e @vars.yml $*" \
+    sh -c "cd $dir && exec ansible-playbook -i ${INV:-inventory.ini} site.yml -e @vars.yml $*" \
     >"$WORK/run$n.log" 2>&1 || RC=$?
   local ms=$((($(date +%s%N) - t0) / 1000000))
   SECS=$(printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)))
@@ -150,28 +152,73 @@ if [ "$(djson .config.valid)" != true ] || [ "$(djson .config.path)" != /etc/k3s
 fi
 ! status_text | grep -Eq '^(cannot apply|the last apply failed|drift)' || fail "the daemon says: $(status_text)"
 echo "the daemon says: $(status_text)"
-applied_by="the playbook's apply"
-[ "$(djson .restarts)" = 0 ] || applied_by="the daemon"
-echo "k3s was restarted once, by $applied_by"
+# The role holds the daemon while its own apply runs, so that apply did the restart.
+grep -qF '\"restarted\":\"k3s.service\"' "$WORK/run1.log" ||
+  { show 1; fail "the playbook's apply did not report restarting k3s.service"; }
+ls "$NODE/etc/k3s-mirror-agent/"*~ 2>/dev/null && fail "backups of replaced files were left behind"
 T1=$SECS
 
 # 2. Second run: nothing to do, nothing restarted.
 playbook 2
 [ "$RC" -eq 0 ] || { show 2; fail "run 2 exited $RC"; }
 if [ "$(recap changed)" != 0 ] || [ "$(recap failed)" != 0 ]; then show 2; fail "run 2 is not a no-op: $RECAP"; fi
+T2=$SECS
 sleep 3  # a daemon reacting to anything run 2 touched would have applied by now (debounce 2 s)
 wait_for "the daemon idle" 60 applies_at_least 0
 [ "$(starts)" -eq 2 ] || fail "run 2 restarted k3s: $(starts) starts"
 [ "$(unit_state k3s-mirror-agent.service)" = active ] || fail "the daemon is not active after run 2"
 
-# The secret stayed out of both runs' output (and out of the daemon's journal).
-for n in 0 1 2; do
+# 3. A change k3s cannot use, rolled out to the server and a worker (the same node under a
+# second name): the stand-in refuses a registries.yaml naming broken-proxy, as k3s that cannot
+# start with a file. The agent rolls back; the role puts config.yaml back, so the daemon does
+# not try the same change again; the playbook fails and the workers' play never starts.
+mkdir -p "$NODE/etc/k3s-standin"
+echo broken-proxy >"$NODE/etc/k3s-standin/refuse"
+cp "$NODE/etc/k3s-mirror-agent/config.yaml" "$WORK/config.before"
+cp "$reg" "$WORK/registries.before"
+cat >"$NODE$dir/broken.yml" <<'YAML'
+k3s_mirror_agent_mirrors:
+  docker.io: broken-proxy
+  ghcr.io: ghcr-proxy
+  quay.io: quay-proxy
+k3s_mirror_agent_k3s:
+  restart_timeout: 8s
+YAML
+cat >"$NODE$dir/rollout.ini" <<'INI'
+[k3s_server]
+node ansible_connection=local ansible_python_interpreter=/usr/bin/python3
+
+[k3s_agent]
+worker1 ansible_connection=local ansible_python_interpreter=/usr/bin/python3
+INI
+INV=rollout.ini playbook 3 -e @broken.yml
+[ "$RC" -ne 0 ] || { show 3; fail "run 3 succeeded with a file k3s refuses"; }
+grep -q 'k3s-mirror-agent apply exited 1 (the previous files are back, and k3s runs on them)' "$WORK/run3.log" ||
+  { show 3; fail "run 3 does not say the apply was rolled back"; }
+grep -q 'PLAY \[Registry cache on workers' "$WORK/run3.log" && { show 3; fail "the workers' play ran after a failed server"; }
+grep -Eq '^worker1 +:' "$WORK/run3.log" && { show 3; fail "worker1 was touched after a failed server"; }
+cmp -s "$NODE/etc/k3s-mirror-agent/config.yaml" "$WORK/config.before" ||
+  { show 3; fail "config.yaml was not put back: $(cat "$NODE/etc/k3s-mirror-agent/config.yaml")"; }
+cmp -s "$reg" "$WORK/registries.before" || fail "registries.yaml is not the old file"
+ls "$NODE/etc/k3s-mirror-agent/"*~ 2>/dev/null && fail "backups were left behind after the failure"
+wait_state k3s.service active
+[ "$(unit_state k3s-mirror-agent.service)" = active ] || fail "the daemon is not active after the failed run"
+count=$(starts)
+sleep 6  # debounce 2 s + splay 3 s: a daemon retrying the refused change would restart k3s now
+wait_for "the daemon idle" 60 applies_at_least 0
+[ "$(starts)" -eq "$count" ] || fail "k3s was restarted after the failed run ($count -> $(starts) starts)"
+grep -q '/v2/dockerhub-proxy"' "$NODE/var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io/hosts.toml" ||
+  fail "k3s does not run on the old file"
+echo "run 3 failed as it should, in $SECS s: $(grep -o 'k3s-mirror-agent apply exited 1[^"]*' "$WORK/run3.log" | head -1 | cut -c1-200)"
+
+# The secret stayed out of every run's output (and out of the daemon's journal).
+for n in 0 1 2 3; do
   ! grep -qF "$PASSWORD" "$WORK/run$n.log" || fail "run $n printed the registry password"
 done
 ! daemon_journal | grep -qF "$PASSWORD" || fail "the daemon logged the registry password"
 grep -q 'censored' "$WORK/run1.log" ||
   { show 1; fail "run 1 -v shows no censored (no_log) result for the password task"; }
 if [ -n "${SHOW_RUNS:-}" ]; then
-  for n in 0 1 2; do echo "=== run $n"; cat "$WORK/run$n.log"; done
+  for n in 0 1 2 3; do echo "=== run $n"; cat "$WORK/run$n.log"; done
 fi
-pass "ansible: run 1 changed the node ($T1 s, one k3s restart), run 2 changed nothing ($SECS s), the password never shown"
+pass "ansible: run 1 changed the node ($T1 s, one k3s restart), run 2 changed nothing ($T2 s), a refused change stopped the rollout with the node as it was, the password never shown"
