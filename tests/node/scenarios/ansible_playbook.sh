@@ -3,9 +3,9 @@
 # as an operator runs it against a cluster:
 # 1. the first run installs the .deb, writes the CA, the password file and the config, applies:
 #    changed in the PLAY RECAP, registries.yaml sends docker.io, ghcr.io and quay.io through the
-#    cache, the CA is in the node's trust bundle, k3s restarted exactly once (by the playbook's
-#    apply or by the daemon the package started, whichever took the apply lock first), and the
-#    daemon is active and up to date;
+#    cache, the CA is in the node's trust bundle, k3s restarted exactly once, by the playbook's
+#    apply (the role holds the daemon the package started while it applies), and the daemon is
+#    active again with the new config;
 # 2. the second run changes nothing (changed=0) and restarts nothing;
 # 3. a change k3s refuses fails the run on the server (the agent rolled back, the role put the
 #    config back, the daemon does not retry it) and the workers' play does not start;
