@@ -2,6 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 
 #include "agent/restart.h"
@@ -111,8 +116,8 @@ std::vector<Action> describe(const Plan& plan) {
   return actions;
 }
 
-Status runUpdateCa(const Root& root, Deps& deps) {
-  const auto argv = updateCaCommand(root);
+Status runUpdateCa(const Root& root, Deps& deps, bool fresh) {
+  const auto argv = updateCaCommand(root, fresh);
   auto ran = deps.commands.run(argv);
   if (!ran) {
     return ran.error();
@@ -150,8 +155,10 @@ struct Executed {
 // file had changed. Returns what could not be put back; empty when all is as before.
 std::vector<std::string> undo(const Executed& executed, const Root& root, Deps& deps) {
   std::vector<std::string> left;
+  bool ca_removed = false;  // putting back "absent" removes a CA file
   for (auto it = executed.done.rbegin(); it != executed.done.rend(); ++it) {
     const FileChange& change = **it;
+    ca_removed = ca_removed || (change.role == FileRole::kCa && !change.before);
     const std::string path = root.path(change.path);
     Status undone = change.before ? deps.files.write(path, *change.before, change.mode)
                                   : deps.files.remove(path);
@@ -160,7 +167,7 @@ std::vector<std::string> undo(const Executed& executed, const Root& root, Deps& 
     }
   }
   if (executed.ca_changed) {
-    if (auto ran = runUpdateCa(root, deps); !ran) {
+    if (auto ran = runUpdateCa(root, deps, ca_removed); !ran) {
       left.push_back("the system trust store (" + ran.error().message + ")");
     }
   }
@@ -180,9 +187,12 @@ std::string joined(const std::vector<std::string>& items) {
 Executed executeFiles(const Plan& plan, const Root& root, Deps& deps, Report& report) {
   Executed executed;
   std::optional<Error> failure;
+  const bool ca_removed =
+      std::any_of(plan.changes.begin(), plan.changes.end(),
+                  [](const FileChange& c) { return c.role == FileRole::kCa && !c.after; });
   for (const auto& step : steps(plan)) {
     if (step.change == nullptr) {
-      if (auto ran = runUpdateCa(root, deps); !ran) {
+      if (auto ran = runUpdateCa(root, deps, ca_removed); !ran) {
         failure = ran.error();
         break;
       }
@@ -308,11 +318,15 @@ void checkHostsToml(const Config& config, Deps& deps, std::chrono::system_clock:
 
 }  // namespace
 
-std::vector<std::string> updateCaCommand(const Root& root) {
-  if (root.isSystem()) {
-    return {"update-ca-certificates"};
+std::vector<std::string> updateCaCommand(const Root& root, bool fresh) {
+  std::vector<std::string> argv{"update-ca-certificates"};
+  if (fresh) {
+    argv.emplace_back("--fresh");
   }
-  return {"update-ca-certificates",
+  if (root.isSystem()) {
+    return argv;
+  }
+  argv.insert(argv.end(), {
           "--certsconf",
           root.path("/etc/ca-certificates.conf"),
           "--certsdir",
@@ -322,7 +336,8 @@ std::vector<std::string> updateCaCommand(const Root& root) {
           "--etccertsdir",
           root.path("/etc/ssl/certs"),
           "--hooksdir",
-          root.path("/etc/ca-certificates/update.d")};
+          root.path("/etc/ca-certificates/update.d")});
+  return argv;
 }
 
 Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
@@ -610,6 +625,14 @@ Report restore(const ApplyOptions& options, Deps& deps) {
     return report;
   }
   executeFiles(plan, root, deps, report);
+  if (!report.error) {
+    // The agent's own CA folder goes too once it is empty, as the package's purge does. Only
+    // an empty folder: rmdir refuses (ENOTEMPTY) while anything is in it.
+    const std::string ca_dir = root.path(kCaDir);
+    if (::rmdir(ca_dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST) {
+      report.warnings.push_back("remove the empty folder " + ca_dir + ": " + std::strerror(errno));
+    }
+  }
   if (!report.error && plan.restart_needed) {
     report.restart_needed = true;
     report.notes.push_back(

@@ -80,7 +80,10 @@ Report apply(const ApplyOptions& options, Deps& deps);
 // forgets the state. Needs no config: it must work after the config is gone (dpkg purge).
 Report restore(const ApplyOptions& options, Deps& deps);
 
-// update-ca-certificates, with its directories pointed inside root when there is one.
-std::vector<std::string> updateCaCommand(const Root& root);
+// update-ca-certificates, with its directories pointed inside root when there is one. fresh
+// (--fresh) when a CA file was removed: Debian's update-ca-certificates leaves the links of a
+// removed local CA dangling in /etc/ssl/certs unless the set of certificates it added changed;
+// --fresh rebuilds every link from what is there.
+std::vector<std::string> updateCaCommand(const Root& root, bool fresh = false);
 
 }  // namespace k3sma

@@ -144,10 +144,10 @@ int runStagedRestore(const Options& o, Deps& deps) {
   for (auto& action : report.actions) {
     action.verb = "stage " + action.verb;
   }
-  if (!report.error) {
+  if (!report.error && !report.actions.empty()) {
     report.notes = {"staged in " + o.stage +
                     ": this node was not changed; the package's purge puts it in place"};
-  } else {
+  } else if (report.error) {
     // Half a stage is worse than none: postrm would carry it out, and would say the node's
     // own files are back because the stage exists. prerm promises that purge then leaves
     // the node as it is.

@@ -34,7 +34,20 @@ std::string nodePath(const Root& root, const std::string& path) {
 }  // namespace
 
 Status prepareStage(const std::string& dir) {
+  // It empties DIR: refuse anything that is not a stage, so `--stage /etc` deletes nothing.
   std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name != "put" && name != "remove" && name != "update-ca-certificates") {
+      return Error{"restore --stage " + dir + ": it holds " + name +
+                       ", so it is not a stage; name a new or empty directory",
+                   ErrorKind::kConfig};
+    }
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return stageError("read the stage " + dir + ": " + ec.message());
+  }
+  ec.clear();
   std::filesystem::remove_all(dir, ec);
   if (ec) {
     return stageError("empty the stage " + dir + ": " + ec.message());

@@ -72,7 +72,9 @@ std::string statusLine(const DaemonStatus& s) {
     main =
         "drift (drift: report, not corrected): " + fmt::format("{}", fmt::join(s.drifted, ", ")) +
         (s.drifted.size() == 1 ? " differs" : " differ") + " from the config";
-  } else if (s.last_apply) {
+  } else if (s.last_apply || !s.cache_url.empty()) {
+    // A config that loaded and needed nothing (say, after starting unconfigured) is up to date
+    // too, though the engine did not run.
     main = "up to date: " + std::to_string(s.mirrors) + (s.mirrors == 1 ? " mirror" : " mirrors") +
            " through " + s.cache_url;
   } else {

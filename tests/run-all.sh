@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this): installs the build dependencies,
-# checks formatting, builds with warnings as errors and runs every test (unit and black-box),
-# then builds again with AddressSanitizer, UBSan and libstdc++ assertions and runs them again.
+# checks formatting, builds with warnings as errors, builds the amd64 and arm64 packages, and
+# runs every test (unit, black-box, booted amd64 and arm64 nodes, the packages, Ansible), then
+# builds again with AddressSanitizer, UBSan and libstdc++ assertions and runs the unit and
+# black-box tests again.
 # Run as root on Debian 12: the black-box tests need root-owned files and update-ca-certificates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,14 +32,21 @@ build() {  # build DIR CMAKE-ARGS...
 
 echo "== release build, warnings as errors; every test, booted nodes included"
 build "$src/build/release" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-# The node's root filesystem is built (or taken from the cache) before the clock of any test
-# starts. Node tests run one at a time (RUN_SERIAL); with CI=true a missing prerequisite of a
-# black-box or node test fails it instead of skipping it.
+echo "== the packages, amd64 and arm64 (packaging/build-debs.sh)"
+# Where the package tests look for them (K3SMA_DEBS_DIR's default).
+bash packaging/build-debs.sh "$src/build/release/debs"
+# The nodes' root filesystems are built (or taken from the cache) before the clock of any test
+# starts: amd64, arm64 (run under qemu), and amd64 with Ansible. Node tests run one at a time
+# (RUN_SERIAL); with CI=true a missing prerequisite of a test fails it instead of skipping it.
+bash tests/node/enable-qemu.sh arm64
 bash tests/node/build-rootfs.sh amd64 >/dev/null
+bash tests/node/build-rootfs.sh arm64 >/dev/null
+bash tests/node/build-rootfs.sh amd64 ansible-core python3-apt python3-cffi-backend >/dev/null
 (cd "$src/build/release" && ctest --output-on-failure -j "$jobs")
 
 echo "== ASan + UBSan + _GLIBCXX_ASSERTIONS build: unit and black-box tests"
-# Not the node tests: the node has no sanitizer runtime, and the release run covered them.
+# Not the node and package tests: the node has no sanitizer runtime, the packages are built
+# without sanitizers, and the release run covered them.
 build "$src/build/sanitize" -DCMAKE_BUILD_TYPE=Debug -DK3SMA_SANITIZE=ON -DK3SMA_GLIBCXX_ASSERTIONS=ON
-(cd "$src/build/sanitize" && ctest --output-on-failure -j "$jobs" -LE node)
+(cd "$src/build/sanitize" && ctest --output-on-failure -j "$jobs" -LE 'node|package')
 echo "== all tests passed"

@@ -111,6 +111,15 @@ TEST(IsoTime, DropsTheFractionOfASecondInsteadOfRoundingUp) {
 
 TEST(StatusLine, SaysStartingBeforeAnything) { EXPECT_EQ(statusLine(justStarted()), "starting"); }
 
+// Started unconfigured, then given a config the node already matched: no apply ran, and the
+// node is in line with the config all the same.
+TEST(StatusLine, SaysUpToDateWhenALoadedConfigNeededNoApply) {
+  DaemonStatus s = justStarted();
+  s.cache_url = "https://harbor.home.lab";
+  s.mirrors = 2;
+  EXPECT_EQ(statusLine(s), "up to date: 2 mirrors through https://harbor.home.lab");
+}
+
 TEST(StatusLine, SaysUpToDateWithTheMirrorsAndTheCachesHealth) {
   EXPECT_EQ(statusLine(upToDate()),
             "up to date: 3 mirrors through https://harbor.home.lab; "

@@ -81,6 +81,8 @@ pkg purge -y k3s-mirror-agent
 [ "$(stat -c %a "$reg")" = 600 ] || fail "registries.yaml is $(stat -c %a "$reg") after purge"
 [ "$(ls "$NODE/usr/local/share/ca-certificates")" = "$own_local" ] || fail "the agent's CA file is still there"
 [ "$(sha256sum <"$bundle")" = "$own_bundle" ] || fail "the trust bundle is not the node's own after purge"
+dangling=$(in_node find -L /etc/ssl/certs -type l)
+[ -z "$dangling" ] || fail "purge left dangling links in /etc/ssl/certs: $dangling"
 [ ! -e "$NODE/var/lib/k3s-mirror-agent" ] || fail "purge left /var/lib/k3s-mirror-agent"
 [ ! -e "$NODE/etc/k3s-mirror-agent/config.yaml" ] || fail "purge left the conffile"
 [ "$(starts)" -eq $((boot_starts + 1)) ] || fail "remove or purge restarted k3s"
