@@ -17,18 +17,10 @@ archs=${ARCHS:-amd64 arm64}
 export DEBIAN_FRONTEND=noninteractive
 
 # The tools: the build dependencies, debhelper, and for arm64 the cross compiler.
-bash "$src/packaging/install-build-deps.sh"
 need="debhelper dpkg-dev"
 case " $archs " in *" arm64 "*) need="$need g++-aarch64-linux-gnu" ;; esac
-missing=""
-for p in $need; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  apt-get update -qq
-  # shellcheck disable=SC2086 # a list of package names
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+# shellcheck disable=SC2086 # a list of package names
+bash "$src/packaging/install-build-deps.sh" $need
 
 # One version, said once: the changelog's must be CMake's project version.
 cmake_version=$(sed -n 's/^project(k3s-mirror-agent VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")

@@ -12,22 +12,7 @@ daemon:
   probe_interval: 0s
   metrics_textfile: /var/lib/node-exporter/agent.prom
 YAML
-STATUS=$ROOT/run/k3s-mirror-agent/status.json
-"$AGENT" run --root "$ROOT" >"$WORK/daemon.out" 2>"$WORK/daemon.err" &
-DAEMON=$!
-trap 'kill $DAEMON 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-sj() { jq -r "$1" "$STATUS"; }
-sj_is() { [ -f "$STATUS" ] && [ "$(sj "$1")" = "$2" ]; }
-wait_for() {  # wait_for WHAT CMD...: 10 s at most
-  local what=$1
-  shift
-  local deadline=$((SECONDS + 10))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || fail "$what: not within 10 s; log: $(cat "$WORK/daemon.err")"
-    sleep 0.05
-  done
-}
+start_scratch_daemon
 
 wait_for "the start apply" sj_is .applies 1
 [ "$(sj .last_apply.trigger)" = start ] && [ "$(sj .last_apply.changed)" = true ] || fail "$(cat "$STATUS")"

@@ -104,3 +104,23 @@ snapshot() {
 }
 
 mode_of() { stat -c %a "$1"; }
+
+# start_scratch_daemon: `run --root $ROOT` in the background (killed at exit), with sj/sj_is to
+# read its status.json and wait_for to wait (10 s at most) for a condition.
+start_scratch_daemon() {
+  STATUS=$ROOT/run/k3s-mirror-agent/status.json
+  "$AGENT" run --root "$ROOT" >"$WORK/daemon.out" 2>"$WORK/daemon.err" &
+  DAEMON=$!
+  trap 'kill $DAEMON 2>/dev/null || true; rm -rf "$WORK"' EXIT
+}
+sj() { jq -r "$1" "$STATUS"; }
+sj_is() { [ -f "$STATUS" ] && [ "$(sj "$1")" = "$2" ]; }
+wait_for() {  # wait_for WHAT CMD...
+  local what=$1
+  shift
+  local deadline=$((SECONDS + 10))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "$what: not within 10 s; log: $(cat "$WORK/daemon.err")"
+    sleep 0.05
+  done
+}

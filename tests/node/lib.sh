@@ -61,6 +61,9 @@ cleanup() {
       kill -0 "$NSPAWN_PID" 2>/dev/null || break
       sleep 0.1
     done
+    # The node's init outlives a killed systemd-nspawn; killing it ends every process the
+    # node's PID namespace holds.
+    [ -z "$PID1" ] || kill -9 "$PID1" 2>/dev/null || true
     kill -9 "$NSPAWN_PID" 2>/dev/null || true
     wait "$NSPAWN_PID" 2>/dev/null || true
   fi
