@@ -165,7 +165,10 @@ start_node() {
 # apply ARGS...: runs `k3s-mirror-agent apply --output json` in the node; sets RC, OUT, ERR.
 apply() {
   RC=0
-  in_node /usr/local/sbin/k3s-mirror-agent apply --output json "$@" >"$WORK/out" 2>"$WORK/err" || RC=$?
+  # The test build's copy, or the package's when the test installed the .deb (INSTALL_AGENT=0).
+  local bin=/usr/local/sbin/k3s-mirror-agent
+  [ -e "$NODE$bin" ] || bin=/usr/sbin/k3s-mirror-agent
+  in_node "$bin" apply --output json "$@" >"$WORK/out" 2>"$WORK/err" || RC=$?
   OUT=$(cat "$WORK/out")
   ERR=$(cat "$WORK/err")
 }
