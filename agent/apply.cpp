@@ -1,7 +1,6 @@
 #include "agent/apply.h"
 
 #include <spdlog/spdlog.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -326,17 +325,11 @@ std::vector<std::string> updateCaCommand(const Root& root, bool fresh) {
   if (root.isSystem()) {
     return argv;
   }
-  argv.insert(argv.end(), {
-          "--certsconf",
-          root.path("/etc/ca-certificates.conf"),
-          "--certsdir",
-          root.path("/usr/share/ca-certificates"),
-          "--localcertsdir",
-          root.path("/usr/local/share/ca-certificates"),
-          "--etccertsdir",
-          root.path("/etc/ssl/certs"),
-          "--hooksdir",
-          root.path("/etc/ca-certificates/update.d")});
+  argv.insert(argv.end(), {"--certsconf", root.path("/etc/ca-certificates.conf"), "--certsdir",
+                           root.path("/usr/share/ca-certificates"), "--localcertsdir",
+                           root.path("/usr/local/share/ca-certificates"), "--etccertsdir",
+                           root.path("/etc/ssl/certs"), "--hooksdir",
+                           root.path("/etc/ca-certificates/update.d")});
   return argv;
 }
 

@@ -12,11 +12,11 @@ namespace k3sma {
 
 // What kind of failure it was; the command line maps it to an exit code (SPEC.md).
 enum class ErrorKind {
-  kConfig,   // usage, config or CA problem: nothing was touched (exit 2)
+  kConfig,        // usage, config or CA problem: nothing was touched (exit 2)
   kUnconfigured,  // the config sets nothing yet (the package's example): exit 2, the daemon idles
-  kApply,    // applying failed, previous state restored (exit 1)
-  kPartial,  // applying failed and the previous state could not be fully restored (exit 4)
-  kProbe,    // the cache could not be reached or trusted (exit 5)
+  kApply,         // applying failed, previous state restored (exit 1)
+  kPartial,       // applying failed and the previous state could not be fully restored (exit 4)
+  kProbe,         // the cache could not be reached or trusted (exit 5)
 };
 
 struct Error {
