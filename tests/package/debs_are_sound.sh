@@ -63,21 +63,29 @@ for arch in amd64 arm64; do
   build_id=$(readelf -n "$bin" | sed -n 's/.*Build ID: \([0-9a-f]*\).*/\1/p')
   [ -n "$build_id" ] || fail "$arch: the binary has no build-id"
   debug_file=$tree.dbg/usr/lib/debug/.build-id/${build_id:0:2}/${build_id:2}.debug
-  [ -f "$debug_file" ] && readelf -S "$debug_file" | grep -q '\.debug_info' ||
+  [ -f "$debug_file" ] && readelf -S "$debug_file" 2>/dev/null | grep -q '\.debug_info' ||
     fail "$arch: the -dbgsym package has no debug info for build-id $build_id"
 
   # Every library the binary links comes from a package Depends names.
   depends=$(dpkg-deb -f "$deb" Depends)
+  # The package names in it, one a line, without versions.
+  sed 's/([^)]*)//g; s/[|,]/\n/g' <<<"$depends" | tr -d ' ' | sed '/^$/d' >"$WORK/depends-$arch"
   readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' >"$WORK/needed-$arch"
   [ -s "$WORK/needed-$arch" ] || fail "$arch: no NEEDED entries"
   triplet=$(dpkg-architecture -a "$arch" -qDEB_HOST_MULTIARCH 2>/dev/null)
   while read -r soname; do
-    owner=$(dpkg -S "/$triplet/$soname" 2>/dev/null | sed -n "s/^\([^:]*\):$arch: .*/\1/p" | head -1)
+    owner=$(dpkg -S "*/$triplet/$soname" 2>/dev/null | sed -n "s/^\([^:]*\):$arch: .*/\1/p" | head -1)
     [ -n "$owner" ] || fail "$arch: no installed $arch package has $soname (packaging/arm64-sysroot.sh installs them)"
-    [[ ", $depends," =~ ,\ $owner[\ ,] ]] || fail "$arch: links $soname from $owner, which Depends lacks: $depends"
+    # The library's shlibs may name a virtual package it provides (libspdlog1.10-fmt9).
+    names="$owner $(dpkg-query -W -f='${Provides}' "$owner:$arch" | sed 's/([^)]*)//g; s/,/ /g')"
+    found=""
+    for name in $names; do
+      grep -qxF "$name" "$WORK/depends-$arch" && found=$name
+    done
+    [ -n "$found" ] || fail "$arch: links $soname from $owner ($names), which Depends lacks: $depends"
   done <"$WORK/needed-$arch"
   for p in ca-certificates procps; do
-    [[ ", $depends," =~ ,\ $p[\ ,] ]] || fail "$arch: Depends lacks $p: $depends"
+    grep -qxF "$p" "$WORK/depends-$arch" || fail "$arch: Depends lacks $p: $depends"
   done
 
   for f in lib/systemd/system/k3s-mirror-agent.service usr/share/man/man8/k3s-mirror-agent.8.gz \
