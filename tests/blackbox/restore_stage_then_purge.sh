@@ -53,6 +53,9 @@ in_chroot() {
   done
   touch "$jail/dev/null" "$jail/agent"
   binds+=(/dev/null "$jail/dev/null" "$AGENT" "$jail/agent")
+  # /proc: the sanitizer build's LeakSanitizer reads /proc/PID/task when the agent exits.
+  mkdir -p "$jail/proc"
+  binds+=(/proc "$jail/proc")
   cp "$POSTRM" "$jail/postrm"
   # shellcheck disable=SC2016  # expanded by the inner shell
   "${UNSHARE[@]}" sh -c '
