@@ -57,13 +57,15 @@ for arch in amd64 arm64; do
     amd64) machine="Advanced Micro Devices X86-64" ;;
     arm64) machine="AArch64" ;;
   esac
-  readelf -h "$bin" | grep -q "Machine: *$machine" ||
+  # grep without -q reads to the end: with -q it may exit first, readelf then dies of SIGPIPE,
+  # and pipefail fails the line at random.
+  readelf -h "$bin" | grep "Machine: *$machine" >/dev/null ||
     fail "$arch: the binary is not for $machine: $(readelf -h "$bin" | grep Machine)"
-  ! readelf -S "$bin" | grep -q '\.debug_info' || fail "$arch: the binary is not stripped"
+  ! readelf -S "$bin" | grep '\.debug_info' >/dev/null || fail "$arch: the binary is not stripped"
   build_id=$(readelf -n "$bin" | sed -n 's/.*Build ID: \([0-9a-f]*\).*/\1/p')
   [ -n "$build_id" ] || fail "$arch: the binary has no build-id"
   debug_file=$tree.dbg/usr/lib/debug/.build-id/${build_id:0:2}/${build_id:2}.debug
-  [ -f "$debug_file" ] && readelf -S "$debug_file" 2>/dev/null | grep -q '\.debug_info' ||
+  [ -f "$debug_file" ] && readelf -S "$debug_file" 2>/dev/null | grep '\.debug_info' >/dev/null ||
     fail "$arch: the -dbgsym package has no debug info for build-id $build_id"
 
   # Every library the binary links comes from a package Depends names.
