@@ -62,7 +62,10 @@ class Reader {
     if (!root.IsDefined() || root.IsNull()) {
       return registry;  // an empty file: no mirrors, no configs
     }
-    if (Status s = checkMap(root, "", {"mirrors", "configs"}); !s) {
+    // Other top-level keys are ignored by k3s, and kept by the agent's own registries.yaml
+    // rendering: ignore them too. Below mirrors and configs an unknown key is refused: there
+    // it is a typo that would silently drop a setting.
+    if (Status s = checkMap(root, "", {}); !s) {
       return s.error();
     }
     if (YAML::Node mirrors = root["mirrors"]; mirrors && !mirrors.IsNull()) {
@@ -249,7 +252,7 @@ class Reader {
         }
         if (YAML::Node auth = body["auth"]; auth && !auth.IsNull()) {
           if (Status s =
-                  checkMap(auth, key + ".auth", {"username", "password", "auth", "identitytoken"});
+                  checkMap(auth, key + ".auth", {"username", "password", "auth", "identity_token"});
               !s) {
             return s;
           }
@@ -277,8 +280,9 @@ class Reader {
               if (!s) {
                 return s.error();
               }
-              for (unsigned char c : s.value()) {
-                if (c < 0x20 || c >= 0x7f) {
+              for (char c : s.value()) {
+                // char is signed on amd64 and unsigned on arm64: compare as unsigned.
+                if (const auto u = static_cast<unsigned char>(c); u < 0x20 || u >= 0x7f) {
                   return fail(v, fkey, "only printable ASCII is supported in a file name");
                 }
               }
