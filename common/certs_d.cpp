@@ -498,6 +498,23 @@ std::string goQuote(const std::string& s) {
   return out + "\"";
 }
 
+// The TLS block the template writes at the root (indent "") and in each [host] (indent "  "):
+// each line starts with its newline, and the block ends with one.
+std::string tlsLines(const TlsConfig& tls, const std::string& indent) {
+  std::string out;
+  if (!tls.ca_file.empty()) {
+    out += "\n" + indent + "ca = [" + goQuote(tls.ca_file) + "]";
+  }
+  if (!tls.cert_file.empty() || !tls.key_file.empty()) {
+    out += "\n" + indent + "client = [[" + goQuote(tls.cert_file) + ", " + goQuote(tls.key_file) +
+           "]]";
+  }
+  if (tls.insecure_skip_verify) {
+    out += "\n" + indent + "skip_verify = true";
+  }
+  return out + "\n";
+}
+
 // The template, v1.29.4 layout: every blank line the Go template leaves where it leaves it.
 // Pinned against k3s's own output in tests/data/certs_d/.
 std::string renderRaw(const HostConfig& host, const std::string& header) {
@@ -508,16 +525,7 @@ std::string renderRaw(const HostConfig& host, const std::string& header) {
              "\"\ncapabilities = [\"pull\", \"resolve\", \"push\"]\n";
     }
     if (const auto& tls = d->config.tls) {
-      if (!tls->ca_file.empty()) {
-        out += "\nca = [" + goQuote(tls->ca_file) + "]";
-      }
-      if (!tls->cert_file.empty() || !tls->key_file.empty()) {
-        out += "\nclient = [[" + goQuote(tls->cert_file) + ", " + goQuote(tls->key_file) + "]]";
-      }
-      if (tls->insecure_skip_verify) {
-        out += "\nskip_verify = true";
-      }
-      out += "\n";
+      out += tlsLines(*tls, "");
     }
     out += "\n";
   }
@@ -528,16 +536,7 @@ std::string renderRaw(const HostConfig& host, const std::string& header) {
       out += "\n  override_path = true";
     }
     if (const auto& tls = e.config.tls) {
-      if (!tls->ca_file.empty()) {
-        out += "\n  ca = [" + goQuote(tls->ca_file) + "]";
-      }
-      if (!tls->cert_file.empty() || !tls->key_file.empty()) {
-        out += "\n  client = [[" + goQuote(tls->cert_file) + ", " + goQuote(tls->key_file) + "]]";
-      }
-      if (tls->insecure_skip_verify) {
-        out += "\n  skip_verify = true";
-      }
-      out += "\n";
+      out += tlsLines(*tls, "  ");
     }
     if (!e.rewrites.empty()) {
       out += "\n  [host.\"" + e.urlString() + "\".rewrite]";
