@@ -464,6 +464,26 @@ TEST(CertsDRefuses, UrlsItCannotModel) {
   }
 }
 
+TEST(CertsDRefuses, KeysThatAreNotAHostAndPortWithTheirLine) {
+  for (const char* key :
+       {"https://h.example", "h.example/v2", "..", ".hidden", "h.example:", "h_ex ample"}) {
+    SCOPED_TRACE(key);
+    std::string m = renderError(std::string("mirrors:\n  a.io:\n    endpoint: [c]\n  \"") + key +
+                                "\":\n    endpoint: [c]\n");
+    EXPECT_NE(m.find(std::string(":4: mirrors.\"") + key + "\": "), std::string::npos) << m;
+    std::string c = renderError(std::string("configs:\n  \"") + key + "\":\n    tls: {}\n");
+    EXPECT_NE(c.find(std::string(":2: configs.\"") + key + "\": "), std::string::npos) << c;
+  }
+}
+
+TEST(CertsDRefuses, AnEndpointNamingItsLine) {
+  std::string e =
+      renderError("mirrors:\n  a.io:\n    endpoint:\n      - https://ok\n      - ftp://no\n");
+  EXPECT_EQ(e,
+            "read /etc/rancher/k3s/registries.yaml:5: mirrors.\"a.io\".endpoint[1] \"ftp://no\": "
+            "the scheme must be http or https, not \"ftp\"");
+}
+
 TEST(CertsDRefuses, WildcardConfigsAndTheDefaultKey) {
   EXPECT_NE(renderError("configs:\n  \"*\":\n    tls:\n      ca_file: /a\n").find(":2:"),
             std::string::npos);
