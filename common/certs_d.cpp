@@ -58,7 +58,7 @@ class Reader {
         root = docs[0];
       }
     } catch (const YAML::Exception& e) {
-      return configError("parse " + source_ + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+      return configError("read " + source_ + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
     }
     Registry registry;
     if (!root.IsDefined() || root.IsNull()) {

@@ -507,7 +507,7 @@ TEST(CertsDRefuses, TagsMergeKeysDuplicatesAndBadBooleans) {
 
 TEST(CertsDRefuses, BrokenYamlWithItsLine) {
   std::string e = renderError("mirrors:\n  docker.io:\n    endpoint: [\"a\"\n");
-  EXPECT_EQ(e.rfind("parse /etc/rancher/k3s/registries.yaml:", 0), 0u) << e;
+  EXPECT_EQ(e.rfind("read /etc/rancher/k3s/registries.yaml:4: ", 0), 0u) << e;
 }
 
 TEST(CertsDEmpty, AnEmptyFileWritesNoFile) {
