@@ -412,6 +412,23 @@ TEST(CertsDConfigsDirs, AnEmptyConfigsEntryWritesNothing) {
   EXPECT_TRUE(files.empty());
 }
 
+// ---- rule: credentials never go to hosts.toml ----
+
+TEST(CertsDCredentials, NoUsernamePasswordAuthOrTokenReachesAnyFile) {
+  const std::string yaml =
+      "mirrors:\n  docker.io:\n    endpoint: [\"https://h.example/v2/p\"]\n"
+      "configs:\n  h.example:\n    auth:\n      username: u-sentinel\n"
+      "      password: p-sentinel\n      auth: a-sentinel\n      identity_token: t-sentinel\n"
+      "    tls:\n      ca_file: /h.crt\n";
+  for (const auto& options : {CertsDOptions{}, layout129(), noDefault()}) {
+    auto files = render(yaml, options);
+    ASSERT_EQ(files.size(), 2u);
+    for (const auto& [dir, content] : files) {
+      EXPECT_EQ(content.find("sentinel"), std::string::npos) << dir << ":\n" << content;
+    }
+  }
+}
+
 // ---- rule: the two layouts and the header ----
 
 TEST(CertsDLayout, V132InsertsABlankLineOnlyBeforeLinesStartingWithABracket) {
