@@ -383,6 +383,17 @@ TEST(CertsDLastEndpoint, TheDefaultEndpointAnywhereButLastStaysAHost) {
             std::string::npos);
 }
 
+TEST(CertsDLastEndpoint, ARewriteOnTheFoldedDefaultStillWritesAFileWithoutIt) {
+  // The rewrite travels with the endpoint into `server`, where the template does not print it,
+  // but it still counts as configuration, so the file is written.
+  auto files = render(
+      "mirrors:\n  docker.io:\n    endpoint: [\"docker.io\"]\n    rewrite:\n      \"a\": \"b\"\n");
+  EXPECT_EQ(files["docker.io"], std::string(kHeader) +
+                                    "server = \"https://registry-1.docker.io/v2\"\n"
+                                    "capabilities = [\"pull\", \"resolve\", \"push\"]\n"
+                                    "\n[host]\n");
+}
+
 TEST(CertsDLastEndpoint, OnlyTheDefaultEndpointAndNoConfigWritesNoFile) {
   auto files = render("mirrors:\n  docker.io:\n    endpoint: [\"docker.io\"]\n  quay.io: {}\n");
   EXPECT_TRUE(files.empty());
@@ -405,6 +416,15 @@ TEST(CertsDConfigsDirs, AnAuthOnlyEntryGetsADirectoryButNoSecret) {
   ASSERT_EQ(files.count("h.example"), 1u);
   EXPECT_EQ(files["h.example"].find("hunter2"), std::string::npos);
   EXPECT_EQ(files["h.example"].find("robot"), std::string::npos);
+}
+
+TEST(CertsDConfigsDirs, AnEmptyTlsTableStillGetsADirectoryWithTheTemplatesBlankLine) {
+  // k3s tests the TLS pointer, not its fields: `tls: {}` is a TLS block with no line in it.
+  auto files = render("configs:\n  h.example:\n    tls: {}\n", layout129());
+  EXPECT_EQ(files["h.example"], std::string(kHeader) +
+                                    "\nserver = \"https://h.example/v2\"\n"
+                                    "capabilities = [\"pull\", \"resolve\", \"push\"]\n"
+                                    "\n\n\n[host]\n");
 }
 
 TEST(CertsDConfigsDirs, AnEmptyConfigsEntryWritesNothing) {
