@@ -24,7 +24,9 @@ for tool in docker-registry nginx skopeo flock; do
 done
 # shellcheck source=../blackbox/registry-lib.sh
 source "$NODE_DIR/../blackbox/registry-lib.sh"  # free_port, PIDS, stop_all
-trap 'stop_all; cleanup' EXIT                   # registry-lib.sh's trap would drop the node's
+# registry-lib.sh's trap would drop the node's cleanup; a front restarted in a scenario's
+# subshell is not in PIDS.
+trap 'stop_front cache; stop_all; cleanup' EXIT
 
 CACHE_DIR=$WORK/cache
 HUB_LOG=$CACHE_DIR/hub-access.log
@@ -84,7 +86,7 @@ registry() {
 }
 
 # tls_front NAME IP CERT-NAME LOCATIONS: nginx on IP:443 with CERT-NAME's certificate; every
-# request goes to $CACHE_DIR/NAME-access.log as "METHOD URI STATUS". Sets NAME_PID (hub_PID...).
+# request goes to $CACHE_DIR/NAME-access.log as "METHOD URI STATUS".
 tls_front() {
   local dir=$CACHE_DIR/nginx-$1
   mkdir -p "$dir"
@@ -112,8 +114,15 @@ http {
 CONF
   nginx -c "$dir/nginx.conf" -g 'daemon off;' >"$dir/stdout.log" 2>&1 &
   PIDS+=($!)
-  printf -v "${1}_PID" %s $!
   wait_up "$2" 443
+}
+# stop_front NAME: stops that nginx by its pid file (the shell that started it may be a
+# scenario's subshell, whose variables are gone).
+stop_front() {
+  local pidfile=$CACHE_DIR/nginx-$1/nginx.pid
+  [ -f "$pidfile" ] || return 0
+  kill "$(cat "$pidfile")" 2>/dev/null || true
+  rm -f "$pidfile"
 }
 
 # cache_start: the upstream, the cache and both TLS fronts; the CAs are $WORK/hub.pem (install
@@ -143,8 +152,7 @@ cache_up() {
     location /v2/hub-cache/ { proxy_pass http://127.0.0.1:$CACHE_PORT/v2/; }"
 }
 cache_down() {
-  kill "$cache_PID" 2>/dev/null || true
-  wait "$cache_PID" 2>/dev/null || true
+  stop_front cache
   local deadline=$((SECONDS + 10))
   while listening "$CACHE_IP" 443; do
     [ $SECONDS -lt $deadline ] || fail "the cache's front did not stop"
