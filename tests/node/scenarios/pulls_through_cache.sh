@@ -84,7 +84,7 @@ node_trust_hub
 standin_env
 node_boot
 wait_state "$UNIT" active
-for img in before first second rotating third refused down nodefault layout129; do
+for img in before first second rotating third refused down nodefault layout129 auth; do
   make_image "$img"
 done
 
@@ -101,6 +101,17 @@ first_apply_pulls_through_project() {
   must_pull first
   through_project first dockerhub-proxy
   cache_holds first || fail "the pull-through cache does not hold library/first"
+  # The CRI plugin (which k3s's kubelet pulls through) reads the same certs.d: config.toml says
+  # so, and containerd loaded that config (the plugin is "ok").
+  local toml=$NODE/var/lib/rancher/k3s/agent/etc/containerd/config.toml
+  grep -qxF "  config_path = \"$CERTS_D\"" "$toml" || fail "config.toml lacks config_path: $(cat "$toml")"
+  in_node ctr --address /run/k3s/containerd/containerd.sock plugins ls >"$WORK/plugins"
+  grep -qE '^io\.containerd\.grpc\.v1 +cri +.* ok *$' "$WORK/plugins" ||
+    fail "containerd's CRI plugin is not ok: $(grep cri "$WORK/plugins")"
+  # containerd logs the CRI config it parsed (to the unit's journal, as k3s's containerd.log).
+  in_node journalctl -u "$UNIT" --no-pager -o cat >"$WORK/journal"
+  grep -qF "Registry:{ConfigPath:$CERTS_D " "$WORK/journal" ||
+    fail "containerd's CRI plugin did not take config_path from config.toml"
 }
 
 render_equals_what_k3s_wrote() {
@@ -195,6 +206,32 @@ layout_129_and_certs_d_cleanup() {
   through_project layout129 hub-cache
 }
 
+# Credentials go to containerd's config.toml (read at start), never to hosts.toml; the pull goes
+# on through the project (this cache does not ask for them).
+auth_goes_to_config_toml_only() {
+  printf 'p4ss-%s\n' "$RANDOM$RANDOM" >"$NODE/etc/k3s-mirror-agent/registry-password"
+  chmod 600 "$NODE/etc/k3s-mirror-agent/registry-password"
+  write_config hub-cache
+  printf '  auth:\n    username: robot$k3s\n    password_file: /etc/k3s-mirror-agent/registry-password\n' \
+    >"$WORK/auth.yaml"
+  sed -i "/^  ca_file:/r $WORK/auth.yaml" "$NODE/etc/k3s-mirror-agent/config.yaml"
+  apply
+  expect_rc 0
+  [ "$(json .restarted)" = "$UNIT" ] || fail "the auth change did not restart $UNIT: $OUT"
+  local password toml=$NODE/var/lib/rancher/k3s/agent/etc/containerd/config.toml
+  password=$(cat "$NODE/etc/k3s-mirror-agent/registry-password")
+  grep -qF "[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"harbor.home.lab\".auth]" "$toml" ||
+    fail "config.toml has no auth table for harbor.home.lab"
+  grep -qxF "  password = \"$password\"" "$toml" || fail "config.toml lacks the password"
+  grep -qxF '  username = "robot$k3s"' "$toml" || fail "config.toml lacks the username"
+  [ "$(stat -c %a "$toml")" = 600 ] || fail "config.toml holds a password and is $(stat -c %a "$toml")"
+  grep -rqF "$password" "$NODE$CERTS_D" && fail "the password is in certs.d"
+  grep -qF "$password" <<<"$OUT$ERR" && fail "the password is in apply's output"
+  render_equals_certs_d
+  must_pull auth
+  through_project auth hub-cache
+}
+
 # Stopping the unit stops containerd: nothing answers on the socket any more.
 stopping_k3s_stops_containerd() {
   in_node systemctl stop "$UNIT"
@@ -211,7 +248,7 @@ for s in ${SCENARIOS:-before_agent_pulls_from_hub first_apply_pulls_through_proj
   render_equals_what_k3s_wrote mirror_change_pulls_through_new_project ca_rotation_still_verifies \
   refused_change_rolls_back cache_down_falls_back_to_hub \
   no_default_endpoint_still_falls_back_on_debian_containerd layout_129_and_certs_d_cleanup \
-  stopping_k3s_stops_containerd}; do
+  auth_goes_to_config_toml_only stopping_k3s_stops_containerd}; do
   scenario "$s"
 done
 [ ${#FAILED[@]} -eq 0 ] || fail "${#FAILED[@]} scenario(s) failed: ${FAILED[*]}"
