@@ -1,6 +1,7 @@
 #include "agent/cli.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -13,6 +14,7 @@
 #include "agent/probe.h"
 #include "agent/stage.h"
 #include "agent/status.h"
+#include "common/certs_d.h"
 #include "common/diff.h"
 #include "common/log.h"
 #include "common/registries.h"
@@ -45,7 +47,10 @@ struct Options {
   bool probe = false;
   bool verbose = false;
   bool quiet = false;
-  std::string stage;  // restore --stage DIR
+  std::string stage;    // restore --stage DIR
+  std::string certs_d;  // render --certs-d DIR
+  std::string k3s_layout = "1.32";
+  bool no_default_endpoint = false;
 };
 
 int exitCodeFor(const Error& error) {
@@ -215,12 +220,76 @@ int runDiff(const Options& o, Deps& deps) {
   return pending ? kExitPending : kExitOk;
 }
 
+// render --certs-d DIR: the hosts.toml files k3s would write from the registries.yaml apply
+// would write (common/certs_d.h), as k3s writes them: DIR/<key>/ 0700, hosts.toml 0644, each
+// file atomic. Everything is rendered before the first write, so a registries.yaml the model
+// refuses leaves DIR untouched. Other entries of DIR are left alone (k3s would clean them).
+int runRenderCertsD(const Options& o, const Prepared& prepared, Deps& deps) {
+  const nlohmann::ordered_json empty = {{"dir", o.certs_d}, {"files", nullptr}};
+  CertsDOptions options;
+  options.layout = parseK3sLayout(o.k3s_layout).value();  // CLI11 allowed only valid names
+  options.disable_default_endpoint = o.no_default_endpoint;
+  if (prepared.config.k3s.distribution == Distribution::kRke2) {
+    options.header = kRke2HostsHeader;
+    options.embedded_registry_addr = kRke2EmbeddedRegistryAddr;
+  }
+  auto files = renderCertsD(prepared.registries_text, prepared.registries_path, options);
+  if (!files) {
+    // The lines are those of the file apply would write, which `render` prints.
+    return failWith(
+        files.error().context("render certs.d from the registries.yaml apply would write"), o,
+        empty);
+  }
+  if (auto made = makeDirs(o.certs_d, 0700); !made) {
+    return failWith(made.error(), o, empty);
+  }
+  nlohmann::ordered_json written = nlohmann::ordered_json::array();
+  for (const auto& file : files.value()) {
+    const std::string dir = o.certs_d + "/" + file.dir;
+    const std::string path = dir + "/hosts.toml";
+    Status status = makeDirs(dir, 0700);
+    if (status && ::chmod(dir.c_str(), 0700) != 0) {  // a directory that was there already
+      status = configError("chmod " + dir + ": " + errnoText(errno));
+    }
+    if (status) {
+      status = deps.files.write(path, file.content, 0644);
+    }
+    if (!status) {
+      // Earlier files are written and complete: say which, so nobody trusts half a set.
+      Error e = status.error();
+      e.kind = ErrorKind::kApply;
+      e.message += " (written before it: " + std::to_string(written.size()) + " of " +
+                   std::to_string(files.value().size()) + " files)";
+      return failWith(e, o, {{"dir", o.certs_d}, {"files", written}});
+    }
+    written.push_back({{"dir", file.dir}, {"path", path}});
+  }
+  if (o.output == "json") {
+    nlohmann::ordered_json j = {{"dir", o.certs_d}, {"files", written}, {"error", nullptr}};
+    std::cout << j.dump() << "\n";
+  } else {
+    for (const auto& w : written) {
+      std::cout << "wrote " << w["path"].get<std::string>() << "\n";
+    }
+    if (written.empty()) {
+      std::cout << "k3s would write no hosts.toml for this registries.yaml\n";
+    }
+  }
+  return kExitOk;
+}
+
 int runRender(const Options& o, Deps& deps) {
   auto prepared = prepare(applyOptions(o), deps);
   if (!prepared) {
-    return failWith(prepared.error(), o, {{"path", nullptr}, {"content", nullptr}});
+    return failWith(prepared.error(), o,
+                    o.certs_d.empty()
+                        ? nlohmann::ordered_json{{"path", nullptr}, {"content", nullptr}}
+                        : nlohmann::ordered_json{{"dir", o.certs_d}, {"files", nullptr}});
   }
   printWarnings(prepared.value().warnings);
+  if (!o.certs_d.empty()) {
+    return runRenderCertsD(o, prepared.value(), deps);
+  }
   const auto& config = prepared.value().config;
   std::string text = prepared.value().registries_text;
   if (!o.show_secrets) {
@@ -400,9 +469,29 @@ int runCli(int argc, char** argv, Deps& deps) {
   addCommonOptions(*diff_cmd, o);
 
   auto* render_cmd =
-      app.add_subcommand("render", "Print the registries.yaml apply would write (secrets masked)");
+      app.add_subcommand("render",
+                         "Print the registries.yaml apply would write (secrets masked), or with "
+                         "--certs-d write the hosts.toml files k3s would make of it");
   addCommonOptions(*render_cmd, o);
   render_cmd->add_flag("--show-secrets", o.show_secrets, "Print passwords instead of ********");
+  auto* certs_d_opt =
+      render_cmd
+          ->add_option("--certs-d", o.certs_d,
+                       "Instead, write under DIR the <host>/hosts.toml files k3s would generate "
+                       "from that registries.yaml, byte for byte (dirs 0700, files 0644; no "
+                       "secret is in them); DIR is created if missing")
+          ->type_name("DIR");
+  render_cmd
+      ->add_option("--k3s-layout", o.k3s_layout,
+                   "With --certs-d: the bytes of k3s 1.32 (v1.32.2 and later, the default) or "
+                   "1.29 (v1.29.4 to v1.32.1)")
+      ->check(CLI::IsMember({"1.29", "1.32"}))
+      ->needs(certs_d_opt);
+  render_cmd
+      ->add_flag("--no-default-endpoint", o.no_default_endpoint,
+                 "With --certs-d: as k3s --disable-default-registry-endpoint")
+      ->needs(certs_d_opt);
+  certs_d_opt->excludes("--show-secrets");
 
   auto* check_cmd = app.add_subcommand(
       "check", "Validate the config and the CA; change nothing (exit 0, 2, or 5 with --probe)");

@@ -62,7 +62,10 @@ class Reader {
     if (!root.IsDefined() || root.IsNull()) {
       return registry;  // an empty file: no mirrors, no configs
     }
-    if (Status s = checkMap(root, "", {"mirrors", "configs"}); !s) {
+    // Other top-level keys are ignored by k3s, and kept by the agent's own registries.yaml
+    // rendering: ignore them too. Below mirrors and configs an unknown key is refused: there
+    // it is a typo that would silently drop a setting.
+    if (Status s = checkMap(root, "", {}); !s) {
       return s.error();
     }
     if (YAML::Node mirrors = root["mirrors"]; mirrors && !mirrors.IsNull()) {
@@ -249,7 +252,7 @@ class Reader {
         }
         if (YAML::Node auth = body["auth"]; auth && !auth.IsNull()) {
           if (Status s =
-                  checkMap(auth, key + ".auth", {"username", "password", "auth", "identitytoken"});
+                  checkMap(auth, key + ".auth", {"username", "password", "auth", "identity_token"});
               !s) {
             return s;
           }
@@ -277,8 +280,9 @@ class Reader {
               if (!s) {
                 return s.error();
               }
-              for (unsigned char c : s.value()) {
-                if (c < 0x20 || c >= 0x7f) {
+              for (char c : s.value()) {
+                // char is signed on amd64 and unsigned on arm64: compare as unsigned.
+                if (const auto u = static_cast<unsigned char>(c); u < 0x20 || u >= 0x7f) {
                   return fail(v, fkey, "only printable ASCII is supported in a file name");
                 }
               }
@@ -494,6 +498,23 @@ std::string goQuote(const std::string& s) {
   return out + "\"";
 }
 
+// The TLS block the template writes at the root (indent "") and in each [host] (indent "  "):
+// each line starts with its newline, and the block ends with one.
+std::string tlsLines(const TlsConfig& tls, const std::string& indent) {
+  std::string out;
+  if (!tls.ca_file.empty()) {
+    out += "\n" + indent + "ca = [" + goQuote(tls.ca_file) + "]";
+  }
+  if (!tls.cert_file.empty() || !tls.key_file.empty()) {
+    out += "\n" + indent + "client = [[" + goQuote(tls.cert_file) + ", " + goQuote(tls.key_file) +
+           "]]";
+  }
+  if (tls.insecure_skip_verify) {
+    out += "\n" + indent + "skip_verify = true";
+  }
+  return out + "\n";
+}
+
 // The template, v1.29.4 layout: every blank line the Go template leaves where it leaves it.
 // Pinned against k3s's own output in tests/data/certs_d/.
 std::string renderRaw(const HostConfig& host, const std::string& header) {
@@ -504,16 +525,7 @@ std::string renderRaw(const HostConfig& host, const std::string& header) {
              "\"\ncapabilities = [\"pull\", \"resolve\", \"push\"]\n";
     }
     if (const auto& tls = d->config.tls) {
-      if (!tls->ca_file.empty()) {
-        out += "\nca = [" + goQuote(tls->ca_file) + "]";
-      }
-      if (!tls->cert_file.empty() || !tls->key_file.empty()) {
-        out += "\nclient = [[" + goQuote(tls->cert_file) + ", " + goQuote(tls->key_file) + "]]";
-      }
-      if (tls->insecure_skip_verify) {
-        out += "\nskip_verify = true";
-      }
-      out += "\n";
+      out += tlsLines(*tls, "");
     }
     out += "\n";
   }
@@ -524,16 +536,7 @@ std::string renderRaw(const HostConfig& host, const std::string& header) {
       out += "\n  override_path = true";
     }
     if (const auto& tls = e.config.tls) {
-      if (!tls->ca_file.empty()) {
-        out += "\n  ca = [" + goQuote(tls->ca_file) + "]";
-      }
-      if (!tls->cert_file.empty() || !tls->key_file.empty()) {
-        out += "\n  client = [[" + goQuote(tls->cert_file) + ", " + goQuote(tls->key_file) + "]]";
-      }
-      if (tls->insecure_skip_verify) {
-        out += "\n  skip_verify = true";
-      }
-      out += "\n";
+      out += tlsLines(*tls, "  ");
     }
     if (!e.rewrites.empty()) {
       out += "\n  [host.\"" + e.urlString() + "\".rewrite]";

@@ -54,12 +54,13 @@
 // an error to containerd: it pulls from the upstream instead.
 //
 // What is refused (an error naming the file, line and key), because k3s would silently do
-// something else or the bytes depend on k3s's version: unknown keys, YAML tags, duplicate keys,
-// non-scalar values, a "*" or "_default" key under configs, keys and endpoints that are not
-// http(s) URLs or host[:port] (user info, query, fragment, %-escapes, characters a URL would
-// escape), non-ASCII or control characters in file names. The embedded registry (spegel) is not
-// modelled: give the registries.yaml after its injection (endpoint https://127.0.0.1:6443 and
-// its configs entry).
+// something else or the bytes depend on k3s's version: unknown keys below mirrors and configs (a
+// typo there silently drops a setting; unknown top-level keys are ignored, as k3s ignores them),
+// YAML tags, merge keys and duplicate keys, non-scalar values, a "*" or "_default" key under
+// configs, keys and endpoints that are not http(s) URLs or host[:port] (user info, query,
+// fragment, %-escapes, characters a URL would escape), non-ASCII or control characters in file
+// names. The embedded registry (spegel) is not modelled: give the registries.yaml after its
+// injection (endpoint https://127.0.0.1:6443 and its configs entry).
 
 #include <string>
 #include <string_view>
@@ -100,7 +101,7 @@ Result<std::vector<HostsToml>> renderCertsD(std::string_view registries_yaml,
                                             const std::string& source,
                                             const CertsDOptions& options);
 
-// "1.29" or "1.32" (the command line's --k3s-layout); nullopt-like error otherwise.
+// "1.29" or "1.32" (the command line's --k3s-layout); a config error naming the value otherwise.
 Result<K3sLayout> parseK3sLayout(std::string_view text);
 
 }  // namespace k3sma

@@ -443,6 +443,12 @@ TEST(CertsDRefuses, AnUnknownKeyNamingFileLineAndKey) {
             "key (known: endpoint, rewrite)");
 }
 
+TEST(CertsDRefuses, NotAnUnknownTopLevelKeyWhichK3sIgnores) {
+  auto files =
+      render("other: {x: 1}\nmirrors:\n  docker.io:\n    endpoint: [\"https://c/v2/p\"]\n");
+  EXPECT_EQ(files.count("docker.io"), 1u);
+}
+
 TEST(CertsDRefuses, AnEndpointThatIsNotAList) {
   std::string e = renderError("mirrors:\n  docker.io:\n    endpoint: https://c\n");
   EXPECT_NE(e.find(":3: mirrors.\"docker.io\".endpoint: must be a list"), std::string::npos) << e;
@@ -469,7 +475,7 @@ TEST(CertsDRefuses, TagsMergeKeysDuplicatesAndBadBooleans) {
   EXPECT_NE(renderError("mirrors:\n  docker.io:\n    endpoint: [!!str c]\n").find("tag"),
             std::string::npos);
   EXPECT_NE(renderError("base: &b\n  endpoint: [c]\nmirrors:\n  docker.io:\n    <<: *b\n")
-                .find("unknown key"),
+                .find("merge keys (<<) are not supported"),
             std::string::npos);
   EXPECT_NE(renderError("mirrors:\n  a.io:\n    endpoint: [c]\n  a.io:\n    endpoint: [d]\n")
                 .find(":4: mirrors.\"a.io\": the key is given twice"),
