@@ -11,7 +11,8 @@
 #       --hosts-dir <data-dir>/agent/etc/containerd/certs.d docker.io/library/<img>:1
 # Each scenario pulls an image of its own, so one log line belongs to one scenario.
 NODE_EXTRA=containerd  # the node's root filesystem with Debian's containerd (a cached variant)
-source "$NODE_DIR/lib.sh"
+# ${NODE_DIR:?}: without ctest's environment, stop here rather than write to the host's paths.
+source "${NODE_DIR:?NODE_DIR must name tests/node}/lib.sh"
 source "$NODE_DIR/cache-lib.sh"
 
 CERTS_D=/var/lib/rancher/k3s/agent/etc/containerd/certs.d
@@ -209,6 +210,7 @@ layout_129_and_certs_d_cleanup() {
 # Credentials go to containerd's config.toml (read at start), never to hosts.toml; the pull goes
 # on through the project (this cache does not ask for them).
 auth_goes_to_config_toml_only() {
+  standin_env  # back to layout 1.32: the apply's restart starts the stand-in with it
   printf 'p4ss-%s\n' "$RANDOM$RANDOM" >"$NODE/etc/k3s-mirror-agent/registry-password"
   chmod 600 "$NODE/etc/k3s-mirror-agent/registry-password"
   write_config hub-cache
