@@ -33,7 +33,7 @@ for i in $(seq "$rounds"); do
   if [ $project = dockerhub-proxy ]; then project=hub-cache; else project=dockerhub-proxy; fi
   write_config $project
   t0=$(now_ms)
-  in_node k3s-mirror-agent apply -q || fail "apply $i failed"
+  in_node k3s-mirror-agent apply -q >"$WORK/apply-$i.log" 2>&1 || fail "apply $i failed: $(cat "$WORK/apply-$i.log")"
   t1=$(now_ms)
   # The first pull that succeeds: right after apply returns k3s is active with containerd up,
   # so this is one try unless something is wrong (then it is retried for 30 s).
