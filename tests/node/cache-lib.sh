@@ -17,10 +17,14 @@
 # two runs never share one (other tests here use random high ports on 127.0.0.1 only).
 # Sourced after lib.sh (needs fail, WORK, NODE).
 
+# A missing tool fails the test with CI=true and skips it elsewhere, as lib.sh does.
 for tool in docker-registry nginx skopeo flock; do
   command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin
-  command -v "$tool" >/dev/null ||
-    fail "$tool is not installed (packaging/install-build-deps.sh installs it)"
+  if ! command -v "$tool" >/dev/null; then
+    [ "${CI:-}" = true ] && fail "$tool is not installed (packaging/install-build-deps.sh installs it)"
+    echo "SKIP: $tool is not installed (packaging/install-build-deps.sh installs it)"
+    exit 77
+  fi
 done
 # shellcheck source=../blackbox/registry-lib.sh
 source "$NODE_DIR/../blackbox/registry-lib.sh"  # free_port, PIDS, stop_all

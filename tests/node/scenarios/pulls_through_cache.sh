@@ -47,13 +47,17 @@ FAILED=()
 # as an if's condition: bash would turn errexit off inside it.
 scenario() {
   local rc=0
+  # The ERR trap stays on inside (it names the command that failed), not for the subshell.
+  trap - ERR
   set +e
   (
+    trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
     set -e
     "$1"
   )
   rc=$?
   set -e
+  trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
   if [ $rc -eq 0 ]; then
     echo "PASS: $1"
   else
