@@ -241,7 +241,8 @@ int runRenderCertsD(const Options& o, const Prepared& prepared, Deps& deps) {
         empty);
   }
   if (auto made = makeDirs(o.certs_d, 0700); !made) {
-    return failWith(made.error(), o, empty);
+    // Nothing is written yet: a DIR that cannot be made is a usage error (exit 2).
+    return failWith(configError(made.error().message), o, empty);
   }
   nlohmann::ordered_json written = nlohmann::ordered_json::array();
   for (const auto& file : files.value()) {

@@ -28,11 +28,13 @@ struct TlsConfig {
 struct RegistryConfig {
   bool has_auth = false;  // only whether it is there: auth never reaches hosts.toml
   std::optional<TlsConfig> tls;
+  int line = 0;  // of its key, for errors
 };
 
 struct Mirror {
   std::vector<std::string> endpoints;
-  int endpoints_line = 0;
+  std::vector<int> endpoint_lines;              // for errors
+  int line = 0;                                 // of its key
   std::map<std::string, std::string> rewrites;  // Go's text/template ranges a map sorted by key
 };
 
@@ -56,7 +58,7 @@ class Reader {
         root = docs[0];
       }
     } catch (const YAML::Exception& e) {
-      return configError("parse " + source_ + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+      return configError("read " + source_ + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
     }
     Registry registry;
     if (!root.IsDefined() || root.IsNull()) {
@@ -187,7 +189,7 @@ class Reader {
       const std::string name = kv.first.Scalar();
       const std::string key = keyName("mirrors", name);
       Mirror mirror;
-      mirror.endpoints_line = lineOf(kv.first);
+      mirror.line = lineOf(kv.first);
       const YAML::Node& body = kv.second;
       if (!body.IsNull()) {
         if (Status s = checkMap(body, key, {"endpoint", "rewrite"}); !s) {
@@ -200,7 +202,6 @@ class Reader {
           if (!endpoints.IsSequence()) {
             return fail(endpoints, key + ".endpoint", "must be a list of URLs");
           }
-          mirror.endpoints_line = lineOf(endpoints);
           for (std::size_t i = 0; i < endpoints.size(); ++i) {
             const std::string ekey = key + ".endpoint[" + std::to_string(i) + "]";
             Result<std::string> url = scalar(endpoints[i], ekey);
@@ -211,6 +212,7 @@ class Reader {
               return fail(endpoints[i], ekey, "an endpoint must not be empty");
             }
             mirror.endpoints.push_back(url.value());
+            mirror.endpoint_lines.push_back(lineOf(endpoints[i]));
           }
         }
         if (YAML::Node rewrites = body["rewrite"]; rewrites && !rewrites.IsNull()) {
@@ -245,6 +247,7 @@ class Reader {
         return fail(kv.first, key, "a wildcard configs entry is not supported; name the host");
       }
       RegistryConfig config;
+      config.line = lineOf(kv.first);
       const YAML::Node& body = kv.second;
       if (!body.IsNull()) {
         if (Status s = checkMap(body, key, {"auth", "tls"}); !s) {
@@ -452,6 +455,23 @@ Result<Normalized> normalize(const std::string& endpoint, const std::string& mir
   return n;
 }
 
+// A key of mirrors or configs is a directory name under certs.d: host[:port] only. k3s would
+// take "https://h" or "h/v2" as a URL and write certs.d/https:/h/ or certs.d/h/v2/, and ".."
+// outside certs.d altogether.
+Result<Normalized> normalizeKey(const std::string& key, const std::string& mirror_addr) {
+  if (key.find('/') != std::string::npos) {
+    return configError("a key is a registry host[:port], without scheme or path");
+  }
+  std::string port;
+  if (auto bad = checkHostPort(key, &port)) {
+    return configError(*bad);
+  }
+  if (key.front() == '.') {
+    return configError("a registry host cannot start with '.'");
+  }
+  return normalize(key, mirror_addr);
+}
+
 // ---- the template's data: k3s's templates.HostConfig ----
 
 struct Endpoint {
@@ -596,17 +616,17 @@ Result<std::vector<HostsToml>> renderCertsD(std::string_view registries_yaml,
   }
   const Registry& registry = read.value();
   const std::string& mirror_addr = options.embedded_registry_addr;
-  auto where = [&](const std::string& key, const std::string& reason) {
-    return configError("read " + source + ": " + key + ": " + reason);
+  auto where = [&](int line, const std::string& key, const std::string& reason) {
+    return configError("read " + source + ":" + std::to_string(line) + ": " + key + ": " + reason);
   };
 
   std::map<std::string, HostConfig> hosts;
 
   // A configs entry: its own directory, with its TLS at the root (k3s defaultHostConfig).
   for (const auto& [name, config] : registry.configs) {
-    Result<Normalized> n = normalize(name, mirror_addr);
+    Result<Normalized> n = normalizeKey(name, mirror_addr);
     if (!n) {
-      return where("configs.\"" + name + "\"", n.error().message);
+      return where(config.line, "configs.\"" + name + "\"", n.error().message);
     }
     Endpoint d;
     d.url = n.value().url;
@@ -618,7 +638,7 @@ Result<std::vector<HostsToml>> renderCertsD(std::string_view registries_yaml,
     const std::string key = "mirrors.\"" + name + "\"";
     const std::string dir = name == "*" ? "_default" : name;
     if (name == "_default") {
-      return where(key, "the key collides with the directory of \"*\"; use \"*\"");
+      return where(mirror.line, key, "the key collides with the directory of \"*\"; use \"*\"");
     }
     HostConfig config;
     if (auto it = hosts.find(name); it != hosts.end()) {
@@ -628,9 +648,9 @@ Result<std::vector<HostsToml>> renderCertsD(std::string_view registries_yaml,
       if (name == "*") {
         d.empty_url = true;
       } else {
-        Result<Normalized> n = normalize(name, mirror_addr);
+        Result<Normalized> n = normalizeKey(name, mirror_addr);
         if (!n) {
-          return where(key, n.error().message);
+          return where(mirror.line, key, n.error().message);
         }
         d.url = n.value().url;
         d.config = configForHost(registry.configs, name);
@@ -644,7 +664,8 @@ Result<std::vector<HostsToml>> renderCertsD(std::string_view registries_yaml,
     for (std::size_t i = 0; i < mirror.endpoints.size(); ++i) {
       Result<Normalized> n = normalize(mirror.endpoints[i], mirror_addr);
       if (!n) {
-        return where(key + ".endpoint[" + std::to_string(i) + "] \"" + mirror.endpoints[i] + "\"",
+        return where(mirror.endpoint_lines[i],
+                     key + ".endpoint[" + std::to_string(i) + "] \"" + mirror.endpoints[i] + "\"",
                      n.error().message);
       }
       const std::string url = n.value().url.str();

@@ -120,6 +120,11 @@ agent render --k3s-layout 1.29
 expect_rc 2
 agent render --certs-d "$WORK/bad" --show-secrets
 expect_rc 2
+# DIR cannot be made: a regular file stands in the way.
+: > "$WORK/a-file"
+agent render --certs-d "$WORK/a-file/certs.d"
+expect_rc 2
+grep -qF "$WORK/a-file/certs.d" <<<"$ERR" || fail "the error does not name DIR: $ERR"
 # The node's own registries.yaml has an entry the model cannot reproduce; apply keeps it.
 mkdir -p "$(dirname "$REG")"
 printf 'configs:\n  "*":\n    tls:\n      insecure_skip_verify: true\n' > "$REG"

@@ -412,6 +412,23 @@ TEST(CertsDConfigsDirs, AnEmptyConfigsEntryWritesNothing) {
   EXPECT_TRUE(files.empty());
 }
 
+// ---- rule: credentials never go to hosts.toml ----
+
+TEST(CertsDCredentials, NoUsernamePasswordAuthOrTokenReachesAnyFile) {
+  const std::string yaml =
+      "mirrors:\n  docker.io:\n    endpoint: [\"https://h.example/v2/p\"]\n"
+      "configs:\n  h.example:\n    auth:\n      username: u-sentinel\n"
+      "      password: p-sentinel\n      auth: a-sentinel\n      identity_token: t-sentinel\n"
+      "    tls:\n      ca_file: /h.crt\n";
+  for (const auto& options : {CertsDOptions{}, layout129(), noDefault()}) {
+    auto files = render(yaml, options);
+    ASSERT_EQ(files.size(), 2u);
+    for (const auto& [dir, content] : files) {
+      EXPECT_EQ(content.find("sentinel"), std::string::npos) << dir << ":\n" << content;
+    }
+  }
+}
+
 // ---- rule: the two layouts and the header ----
 
 TEST(CertsDLayout, V132InsertsABlankLineOnlyBeforeLinesStartingWithABracket) {
@@ -464,6 +481,26 @@ TEST(CertsDRefuses, UrlsItCannotModel) {
   }
 }
 
+TEST(CertsDRefuses, KeysThatAreNotAHostAndPortWithTheirLine) {
+  for (const char* key :
+       {"https://h.example", "h.example/v2", "..", ".hidden", "h.example:", "h_ex ample"}) {
+    SCOPED_TRACE(key);
+    std::string m = renderError(std::string("mirrors:\n  a.io:\n    endpoint: [c]\n  \"") + key +
+                                "\":\n    endpoint: [c]\n");
+    EXPECT_NE(m.find(std::string(":4: mirrors.\"") + key + "\": "), std::string::npos) << m;
+    std::string c = renderError(std::string("configs:\n  \"") + key + "\":\n    tls: {}\n");
+    EXPECT_NE(c.find(std::string(":2: configs.\"") + key + "\": "), std::string::npos) << c;
+  }
+}
+
+TEST(CertsDRefuses, AnEndpointNamingItsLine) {
+  std::string e =
+      renderError("mirrors:\n  a.io:\n    endpoint:\n      - https://ok\n      - ftp://no\n");
+  EXPECT_EQ(e,
+            "read /etc/rancher/k3s/registries.yaml:5: mirrors.\"a.io\".endpoint[1] \"ftp://no\": "
+            "the scheme must be http or https, not \"ftp\"");
+}
+
 TEST(CertsDRefuses, WildcardConfigsAndTheDefaultKey) {
   EXPECT_NE(renderError("configs:\n  \"*\":\n    tls:\n      ca_file: /a\n").find(":2:"),
             std::string::npos);
@@ -487,7 +524,7 @@ TEST(CertsDRefuses, TagsMergeKeysDuplicatesAndBadBooleans) {
 
 TEST(CertsDRefuses, BrokenYamlWithItsLine) {
   std::string e = renderError("mirrors:\n  docker.io:\n    endpoint: [\"a\"\n");
-  EXPECT_EQ(e.rfind("parse /etc/rancher/k3s/registries.yaml:", 0), 0u) << e;
+  EXPECT_EQ(e.rfind("read /etc/rancher/k3s/registries.yaml:4: ", 0), 0u) << e;
 }
 
 TEST(CertsDEmpty, AnEmptyFileWritesNoFile) {
