@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Several booted nodes for one test, reached over ssh as an Ansible controller reaches a
 # cluster. Source it after setting NODE_EXTRA (the root filesystem needs openssh-server, sudo
 # and python3); it sources lib.sh, which checks the prerequisites, builds the root filesystem,
