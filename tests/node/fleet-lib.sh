@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # Several booted nodes for one test, reached over ssh as an Ansible controller reaches a
-# cluster. Source it after setting NODE_EXTRA (the root filesystem needs openssh-server, sudo
-# and python3); it sources lib.sh, which checks the prerequisites, builds the root filesystem,
-# makes $WORK and boots nothing. Each node is a copy of that root in $WORK/NAME with the k3s
-# stand-in units (lib.sh's node_create), booted with systemd-nspawn like lib.sh's single node.
+# cluster. Sourcing it sources lib.sh, which checks the prerequisites, builds (once) the root
+# filesystem variant with sshd, sudo and python3, makes $WORK and boots nothing. Needs AGENT,
+# STANDIN, NODE_DIR as lib.sh does, and DEBS (the .deb the role installs) for fleet_deb. Each
+# node is a copy of that root in $WORK/NAME with the k3s stand-in units (lib.sh's node_create),
+# booted with systemd-nspawn like lib.sh's single node.
 #
 # The nodes share the host's network namespace, so each node's sshd listens on port 22 of its
 # own loopback address (all of 127.0.0.0/8 is loopback): 127.A.B.N, with A.B picked at random
