@@ -176,9 +176,12 @@ untouched() {
 # rolled_back TAG RUN NODE: the refused change failed NODE with its error and left it as it was.
 rolled_back() {
   local tag=$1 run=$2 n=$3 count
+  # The failure that ends the rollout (raised after the role's block) carries the agent's error
+  # and what the role put back.
   grep -E "^fatal: \\[$n\\]: FAILED! " "$WORK/run$run.log" |
-    grep -q 'k3s-mirror-agent apply exited 1 (the previous files are back, and k3s runs on them)' ||
-    { show "$run"; fail "run $run does not fail $n with the agent's rollback"; }
+    grep 'k3s-mirror-agent apply exited 1 (the previous files are back, and k3s runs on them)' |
+    grep -q '(put back as they were: /etc/k3s-mirror-agent/config.yaml)' ||
+    { show "$run"; fail "run $run does not end the rollout with $n's error and rollback"; }
   cmp -s "$WORK/$n/etc/k3s-mirror-agent/config.yaml" "$WORK/$n.config.$tag" || fail "run $run: $n's config.yaml was not put back"
   cmp -s "$WORK/$n/etc/rancher/k3s/registries.yaml" "$WORK/$n.registries.$tag" || fail "run $run: $n's registries.yaml is not the old file"
   ls "$WORK/$n/etc/k3s-mirror-agent/"*~ 2>/dev/null && fail "run $run: backups were left behind on $n"
