@@ -2,8 +2,9 @@
 # Installs the Debian 12 packages needed to build and test k3s-mirror-agent: the libraries, and
 # for the tests jq, openssl, ca-certificates, docker-registry and nginx (the probe's real
 # registry, and the pull-through cache of the pull scenarios), skopeo (pushes their images),
-# debootstrap and systemd-container (the booted nodes), procps (pgrep), man-db and groff-base (the man page test renders the pages as lintian does), systemd (systemd-analyze
-# judges the unit's hardening; a container image may lack it), lintian (checks the packages),
+# debootstrap and systemd-container (the booted nodes), procps (pgrep), man-db and groff-base
+# (the man page test renders the pages as lintian does), systemd (systemd-analyze judges the
+# unit's hardening; a container image may lack it), lintian (checks the packages),
 # ansible-core, openssh-client and iproute2 (ss) for the fleet test (Ansible over ssh into nodes).
 # Used by the README's quick start and by .ci/run; safe to run again (apt-get is idempotent).
 # Extra package names on the command line are installed too (build-debs.sh adds debhelper).
