@@ -2,7 +2,7 @@
 // the seed certificates stay valid and the run is reproducible.
 //
 // Properties, beyond "no crash":
-// - loading is deterministic, and an error names the file;
+// - an error names the file;
 // - an accepted bundle has certificates, each a CA or self-signed and valid now, and its
 //   re-encoded PEM (what gets installed) loads again to the same bundle, byte for byte;
 // - subjects, warnings and errors hold no control characters (a hostile name cannot forge log
@@ -45,17 +45,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::chrono::sys_days{std::chrono::year{2030} / 1 / 1};
   const std::string_view pem(reinterpret_cast<const char*>(data), size);
   const auto loaded = loadCaBundle(pem, source, now);
-  const auto again = loadCaBundle(pem, source, now);
-  K3SMA_REQUIRE(loaded.ok() == again.ok(), "loadCaBundle is not deterministic");
   if (!loaded.ok()) {
     const auto& message = loaded.error().message;
-    K3SMA_REQUIRE(message == again.error().message, "loadCaBundle's error is not deterministic");
     K3SMA_REQUIRE(message.find(source) != std::string::npos, "the error names no file: " + message);
     K3SMA_REQUIRE(!hasControlCharacter(message), "the error holds a control character: " + message);
     return 0;
   }
   const CaBundle& bundle = loaded.value();
-  K3SMA_REQUIRE(sameBundle(bundle, again.value()), "loadCaBundle is not deterministic");
   K3SMA_REQUIRE(!bundle.certificates.empty() && !bundle.pem.empty(), "an empty bundle is accepted");
   K3SMA_REQUIRE(countOf(bundle.pem, "-----BEGIN CERTIFICATE-----") == bundle.certificates.size(),
                 "the installed PEM does not hold one block per certificate");

@@ -3,7 +3,6 @@
 // 20.yaml, ...), so the seed corpus holds real, readable configs.
 //
 // Properties, beyond "no crash":
-// - parsing is deterministic;
 // - an error names one of the files ("<path>:") and echoes no credentials of a URL;
 // - an accepted config is complete and consistent: https/http URL of host[:port] without
 //   credentials, a port, lower-case upstreams without scheme or path, projects, auth with a
@@ -46,7 +45,8 @@ std::vector<ConfigSource> split(const std::string& input) {
   return sources;
 }
 
-bool sameConfig(const Config& a, const Config& b, bool with_origins) {
+// Equal settings; origins and sha256 name the files, so they may differ.
+bool sameConfig(const Config& a, const Config& b) {
   const auto& x = a.registry;
   const auto& y = b.registry;
   const bool same_auth =
@@ -61,8 +61,7 @@ bool sameConfig(const Config& a, const Config& b, bool with_origins) {
          a.k3s.restart_timeout == b.k3s.restart_timeout && a.daemon.debounce == b.daemon.debounce &&
          a.daemon.splay == b.daemon.splay && a.daemon.drift == b.daemon.drift &&
          a.daemon.probe_interval == b.daemon.probe_interval &&
-         a.daemon.metrics_textfile == b.daemon.metrics_textfile &&
-         (!with_origins || (a.origins == b.origins && a.sha256 == b.sha256));
+         a.daemon.metrics_textfile == b.daemon.metrics_textfile;
 }
 
 bool namesAFile(const std::string& text, const std::vector<ConfigSource>& sources) {
@@ -158,11 +157,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace k3sma::fuzz;
   const auto sources = split(std::string(reinterpret_cast<const char*>(data), size));
   const auto parsed = parseConfig(sources);
-  const auto again = parseConfig(sources);
-  K3SMA_REQUIRE(parsed.ok() == again.ok(), "parseConfig is not deterministic");
   if (!parsed.ok()) {
     const auto& message = parsed.error().message;
-    K3SMA_REQUIRE(message == again.error().message, "parseConfig's error is not deterministic");
     K3SMA_REQUIRE(!message.empty() && namesAFile(message, sources),
                   "the error names no file: " + message);
     for (const auto& credentials : urlCredentials(sources)) {
@@ -170,8 +166,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     "the error echoes a URL's credentials: " + message);
     }
   } else {
-    K3SMA_REQUIRE(sameConfig(parsed.value(), again.value(), true),
-                  "parseConfig is not deterministic");
     checkAccepted(parsed.value(), sources);
   }
 
@@ -180,7 +174,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   with_empty.push_back({"/etc/k3s-mirror-agent/config.d/99-empty.yaml", "# nothing here\n"});
   const auto padded = parseConfig(with_empty);
   K3SMA_REQUIRE(padded.ok() == parsed.ok() &&
-                    (!parsed.ok() || sameConfig(parsed.value(), padded.value(), false)),
+                    (!parsed.ok() || sameConfig(parsed.value(), padded.value())),
                 "an empty drop-in changes the result");
 
   // Drop-ins in the other order: where both are accepted, the mirrors are the same union.

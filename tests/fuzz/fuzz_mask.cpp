@@ -2,7 +2,7 @@
 // line is the config's password, the rest is the text to mask (a registries.yaml, usually).
 //
 // Properties, beyond "no crash":
-// - masking is deterministic and idempotent;
+// - masking is idempotent (masking a masked text changes nothing);
 // - every value of a password, auth or identity_token key that the text holds, at any depth and
 //   in any YAML form (block scalars, continuation lines, flow mappings, "? password" keys), is
 //   gone: each of its words (4 bytes or more) occurs fewer times after masking than before;
@@ -43,7 +43,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text = newline == std::string::npos ? "" : input.substr(newline + 1);
 
   const std::string masked = maskSecrets(text, secret);
-  K3SMA_REQUIRE(masked == maskSecrets(text, secret), "maskSecrets is not deterministic");
   if (secret.find_first_of("*\"") == std::string::npos) {
     K3SMA_REQUIRE(maskSecrets(masked, secret) == masked, "masking twice masks more");
   }

@@ -20,6 +20,13 @@ limits=(-rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 -error_exitcode=1 -
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# What a failure was, and the top of its stack without libFuzzer's, the sanitizers' and libc's own
+# frames (a failed property aborts through them).
+summary() {
+  grep -E 'property failed|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|runtime error|^    #[0-9]+ ' "$1" |
+    grep -v -E 'fuzzer::|__sanitizer|libc\.so|nptl/|stdlib/abort|signal/|k3sma::fuzz::fail' | head -n 8
+}
+
 failed=0
 regressions=0
 shopt -s nullglob
@@ -28,14 +35,13 @@ for input in "$here/regressions/$harness"/*; do
   if ! "$binary" "${limits[@]}" "$input" >"$work/log" 2>&1; then
     failed=$((failed + 1))
     echo "FAIL $harness: regression input $(basename "$input"):"
-    grep -E 'property failed|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|runtime error|^    #[0-3] ' \
-      "$work/log" | head -n 12
+    summary "$work/log"
   fi
 done
 echo "$harness: $regressions regression inputs, $failed failed"
 
 mkdir "$work/corpus" "$work/artifacts"
-if "$binary" "${limits[@]}" -runs="$runs" -seed=1 -max_len=8192 -dict="$dict" \
+if "$binary" "${limits[@]}" -runs="$runs" -seed=1 -max_len=4096 -dict="$dict" \
   -artifact_prefix="$work/artifacts/" -print_final_stats=1 \
   "$work/corpus" "$here/corpus/$harness" >"$work/log" 2>&1; then
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log")
@@ -43,8 +49,7 @@ if "$binary" "${limits[@]}" -runs="$runs" -seed=1 -max_len=8192 -dict="$dict" \
 else
   failed=$((failed + 1))
   echo "FAIL $harness: fuzzing from the corpus found a failure:"
-  grep -E 'property failed|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|runtime error|^    #[0-3] ' \
-    "$work/log" | head -n 12
+  summary "$work/log"
   for crash in "$work/artifacts"/*; do
     echo "  input ($(wc -c <"$crash") bytes, base64): $(head -c 600 "$crash" | base64 -w0)"
   done
