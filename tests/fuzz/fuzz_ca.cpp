@@ -58,9 +58,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   K3SMA_REQUIRE(bundle.pem.find("PRIVATE") == std::string::npos,
                 "the installed PEM holds private key material");
   for (const auto& cert : bundle.certificates) {
-    K3SMA_REQUIRE(cert.is_ca || cert.self_signed, "a certificate that is neither CA nor "
-                                                  "self-signed is accepted: " +
-                                                      cert.subject);
+    K3SMA_REQUIRE(cert.is_ca || cert.self_signed,
+                  "a certificate that is neither CA nor "
+                  "self-signed is accepted: " +
+                      cert.subject);
     K3SMA_REQUIRE(cert.not_after >= now, "an expired certificate is accepted: " + cert.subject);
     K3SMA_REQUIRE(!hasControlCharacter(cert.subject),
                   "a subject holds a control character: " + cert.subject);

@@ -31,10 +31,9 @@ std::vector<ConfigSource> split(const std::string& input) {
   size_t start = 0;
   while (sources.size() < kMaxFiles) {
     const size_t end = input.find(kSeparator, start);
-    const std::string path =
-        sources.empty() ? std::string(kDefaultConfigPath)
-                        : "/etc/k3s-mirror-agent/config.d/" + std::to_string(sources.size() * 10) +
-                              ".yaml";
+    const std::string path = sources.empty() ? std::string(kDefaultConfigPath)
+                                             : "/etc/k3s-mirror-agent/config.d/" +
+                                                   std::to_string(sources.size() * 10) + ".yaml";
     if (end == std::string::npos || sources.size() + 1 == kMaxFiles) {
       sources.push_back({path, input.substr(start)});
       break;
@@ -49,18 +48,16 @@ std::vector<ConfigSource> split(const std::string& input) {
 bool sameConfig(const Config& a, const Config& b) {
   const auto& x = a.registry;
   const auto& y = b.registry;
-  const bool same_auth =
-      x.auth.has_value() == y.auth.has_value() &&
-      (!x.auth || (x.auth->username == y.auth->username &&
-                   x.auth->password_file == y.auth->password_file));
+  const bool same_auth = x.auth.has_value() == y.auth.has_value() &&
+                         (!x.auth || (x.auth->username == y.auth->username &&
+                                      x.auth->password_file == y.auth->password_file));
   return x.url == y.url && x.scheme == y.scheme && x.host == y.host && x.hostname == y.hostname &&
          x.port == y.port && x.ca_file == y.ca_file &&
-         x.insecure_skip_verify == y.insecure_skip_verify && same_auth &&
-         a.mirrors == b.mirrors && a.mode == b.mode && a.k3s.distribution == b.k3s.distribution &&
-         a.k3s.unit == b.k3s.unit && a.k3s.restart == b.k3s.restart &&
-         a.k3s.restart_timeout == b.k3s.restart_timeout && a.daemon.debounce == b.daemon.debounce &&
-         a.daemon.splay == b.daemon.splay && a.daemon.drift == b.daemon.drift &&
-         a.daemon.probe_interval == b.daemon.probe_interval &&
+         x.insecure_skip_verify == y.insecure_skip_verify && same_auth && a.mirrors == b.mirrors &&
+         a.mode == b.mode && a.k3s.distribution == b.k3s.distribution && a.k3s.unit == b.k3s.unit &&
+         a.k3s.restart == b.k3s.restart && a.k3s.restart_timeout == b.k3s.restart_timeout &&
+         a.daemon.debounce == b.daemon.debounce && a.daemon.splay == b.daemon.splay &&
+         a.daemon.drift == b.daemon.drift && a.daemon.probe_interval == b.daemon.probe_interval &&
          a.daemon.metrics_textfile == b.daemon.metrics_textfile;
 }
 
@@ -133,15 +130,15 @@ void checkAccepted(const Config& c, const std::vector<ConfigSource>& sources) {
     K3SMA_REQUIRE(!project.empty() && std::all_of(project.begin(), project.end(),
                                                   [](char ch) {
                                                     return (ch >= 'a' && ch <= 'z') ||
-                                                           (ch >= '0' && ch <= '9') ||
-                                                           ch == '.' || ch == '_' || ch == '-';
+                                                           (ch >= '0' && ch <= '9') || ch == '.' ||
+                                                           ch == '_' || ch == '-';
                                                   }),
                   "the project \"" + project + "\" is accepted");
   }
-  K3SMA_REQUIRE(c.k3s.unit == "auto" ||
-                    (c.k3s.unit.size() > 8 &&
-                     c.k3s.unit.compare(c.k3s.unit.size() - 8, 8, ".service") == 0),
-                "the unit \"" + c.k3s.unit + "\" is accepted");
+  K3SMA_REQUIRE(
+      c.k3s.unit == "auto" ||
+          (c.k3s.unit.size() > 8 && c.k3s.unit.compare(c.k3s.unit.size() - 8, 8, ".service") == 0),
+      "the unit \"" + c.k3s.unit + "\" is accepted");
   K3SMA_REQUIRE(c.k3s.restart_timeout.count() > 0, "a zero restart_timeout is accepted");
   K3SMA_REQUIRE(isLowerHex(c.sha256), "sha256 is not 64 hex digits");
   for (const auto& [key, origin] : c.origins) {
@@ -173,9 +170,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto with_empty = sources;
   with_empty.push_back({"/etc/k3s-mirror-agent/config.d/99-empty.yaml", "# nothing here\n"});
   const auto padded = parseConfig(with_empty);
-  K3SMA_REQUIRE(padded.ok() == parsed.ok() &&
-                    (!parsed.ok() || sameConfig(parsed.value(), padded.value())),
-                "an empty drop-in changes the result");
+  K3SMA_REQUIRE(
+      padded.ok() == parsed.ok() && (!parsed.ok() || sameConfig(parsed.value(), padded.value())),
+      "an empty drop-in changes the result");
 
   // Drop-ins in the other order: where both are accepted, the mirrors are the same union.
   if (sources.size() > 2) {

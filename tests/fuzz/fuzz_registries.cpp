@@ -136,8 +136,8 @@ void requireEntries(const std::string& what, const YamlTree& in, const YamlTree&
   for (const char* section : {"mirrors", "configs"}) {
     const bool is_mirrors = std::string(section) == "mirrors";
     const auto& drop = is_mirrors ? drop_mirrors : drop_configs;
-    const auto in_section = in_root.kind == YamlTree::Kind::kMap ? in.find(0, section)
-                                                                 : std::optional<size_t>();
+    const auto in_section =
+        in_root.kind == YamlTree::Kind::kMap ? in.find(0, section) : std::optional<size_t>();
     const auto out_section = out.find(0, section);
     std::set<std::string> expected;
     for (const auto& key : keysOf(in, in_section)) {
@@ -163,8 +163,8 @@ void requireEntries(const std::string& what, const YamlTree& in, const YamlTree&
                           mirrorEndpoint(config, project) + "]");
       }
     }
-    const bool cache_entry = config.registry.auth || !variant.ca_path.empty() ||
-                             config.registry.insecure_skip_verify;
+    const bool cache_entry =
+        config.registry.auth || !variant.ca_path.empty() || config.registry.insecure_skip_verify;
     if (agent_entries && !is_mirrors && cache_entry) {
       expected.insert(config.registry.host);
       const auto entry = out_section ? out.find(*out_section, config.registry.host) : std::nullopt;
@@ -201,8 +201,8 @@ class LazyTree {
 };
 
 void checkVariant(const std::string& text, const Variant& variant, LazyTree& lazy) {
-  const auto rendered = renderRegistries(variant.config, variant.ca_path, text, kSource,
-                                         variant.previous);
+  const auto rendered =
+      renderRegistries(variant.config, variant.ca_path, text, kSource, variant.previous);
   const auto restored = removeManagedEntries(text, kSource, variant.previous);
   K3SMA_REQUIRE(restored.ok() == rendered.ok(),
                 "render and restore disagree on whether the file is acceptable: " +
@@ -294,8 +294,8 @@ void checkVariant(const std::string& text, const Variant& variant, LazyTree& laz
                                        variant.previous.mirrors.end());
     std::set<std::string> prev_configs(variant.previous.configs.begin(),
                                        variant.previous.configs.end());
-    requireEntries("restore of the node's file", *input, *restored_tree, prev_mirrors,
-                   prev_configs, variant, false);
+    requireEntries("restore of the node's file", *input, *restored_tree, prev_mirrors, prev_configs,
+                   variant, false);
   }
 }
 

@@ -49,8 +49,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& path : state.ca_files) {
     const bool inside = path.rfind(ca_dir, 0) == 0;
     const std::string name = inside ? path.substr(ca_dir.size()) : std::string();
-    K3SMA_REQUIRE(inside && !name.empty() && name.find('/') == std::string::npos &&
-                      name != "." && name != "..",
+    K3SMA_REQUIRE(inside && !name.empty() && name.find('/') == std::string::npos && name != "." &&
+                      name != "..",
                   "the state's CA file is not one of the agent's: " + path);
   }
   return 0;

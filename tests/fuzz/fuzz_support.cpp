@@ -237,8 +237,9 @@ std::string resolvePlain(std::string_view s) {
   if (isOneOf(s, {"", "~", "null", "Null", "NULL"})) {
     return "null";
   }
-  if (isOneOf(s, {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True",
-                  "TRUE", "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF"})) {
+  if (isOneOf(s,
+              {"y",    "Y",    "yes",   "Yes",   "YES",   "n",  "N",  "no", "No",  "NO",  "true",
+               "True", "TRUE", "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF"})) {
     return "bool";
   }
   if (s == "<<") {
