@@ -5,6 +5,8 @@
 # mode keeps going after a crash (-ignore_crashes), so one known bug does not end the run.
 # Runs at low priority, two harnesses at a time (the machine is shared).
 # Usage: tests/bench/fuzz.sh [RUNS] [HARNESS...]   e.g. tests/bench/fuzz.sh 1000000 fuzz_state
+# K3SMA_FUZZ_SECONDS=N stops each harness after N seconds even short of RUNS (the report says so);
+# K3SMA_FUZZ_BUILD=DIR uses the harnesses built in DIR (default build/fuzz, built if missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 src=$PWD
@@ -36,7 +38,9 @@ bench() {
   local start end
   start=$(date +%s.%N)
   # -ignore_timeouts/-ignore_ooms: a bomb is counted as a crash below and the run goes on.
-  nice -n 19 "$bin" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 -runs="$runs" \
+  local cap=()
+  [ -z "${K3SMA_FUZZ_SECONDS:-}" ] || cap=(-max_total_time="$K3SMA_FUZZ_SECONDS")
+  nice -n 19 "$bin" "${cap[@]}" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 -runs="$runs" \
     -seed=1 -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 -max_len=4096 \
     -dict="$(dict_of "$h")" -artifact_prefix="$dir/crashes/" \
     "$dir/corpus" "$src/tests/fuzz/corpus/$h" >"$dir/log" 2>&1 || true
@@ -47,8 +51,9 @@ bench() {
   {
     local crashes
     crashes=$(find "$dir/crashes" -type f | wc -l)
-    awk -v h="$h" -v n="$execs" -v s="$start" -v e="$end" -v c="$crashes" 'BEGIN {
-      t = e - s; printf "%s: %d executions in %.0f s, %.0f exec/s, %d crashing inputs\n", h, n, t, n / t, c }'
+    awk -v h="$h" -v r="$runs" -v n="$execs" -v s="$start" -v e="$end" -v c="$crashes" 'BEGIN {
+      t = e - s; printf "%s: %d executions in %.0f s, %.0f exec/s, %d crashing inputs%s\n", h, n, t,
+        n / t, c, n < r ? sprintf(" (stopped by the time limit, short of %d)", r) : "" }'
     # What each crashing input breaks: the failed property, or the sanitizer's report and the
     # first frame of the agent's code.
     for crash in "$dir/crashes"/*; do
