@@ -300,6 +300,16 @@ std::optional<YamlTree> readYaml(const std::string& text, size_t max_nodes) {
     YAML::Parser parser(stream);
     TreeBuilder builder(tree, max_nodes);
     parser.HandleNextDocument(builder);
+    // The rest of the stream must parse too (an error after the first document makes the text
+    // invalid YAML). Later documents go into a scratch tree. Bounded: yaml-cpp 0.7 reports
+    // endless empty documents for some inputs (",": its LoadAll never returns).
+    YamlTree rest;
+    TreeBuilder rest_builder(rest, max_nodes);
+    for (int documents = 1; parser.HandleNextDocument(rest_builder); ++documents) {
+      if (documents >= 16 || rest.nodes.size() >= max_nodes) {
+        return std::nullopt;
+      }
+    }
     if (builder.tooBig()) {
       return std::nullopt;
     }

@@ -63,8 +63,9 @@ struct YamlTree {
   std::string typeOf(size_t node) const;
 };
 
-// Reads the first document of text. nullopt when yaml-cpp refuses it, or it has more than
-// max_nodes nodes (a harness has no use for a larger one).
+// Reads the first document of text. nullopt when yaml-cpp refuses the text (any of its
+// documents), or it has more than max_nodes nodes or 16 documents (a harness has no use for
+// larger ones).
 std::optional<YamlTree> readYaml(const std::string& text, size_t max_nodes = 20000);
 
 // Same meaning: same kinds, scalar types and values; maps equal as sets of key/value pairs,
