@@ -88,14 +88,33 @@ std::vector<std::string> secretsIn(const YamlTree& tree) {
   return secrets;
 }
 
-void requireNoSecret(const std::string& message, const std::optional<YamlTree>& input) {
+std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
+  for (size_t pos = text.find(from); pos != std::string::npos;
+       pos = text.find(from, pos + to.size())) {
+    text.replace(pos, from.size(), to);
+  }
+  return text;
+}
+
+// An error message must not echo a secret of the file. A secret may also be ordinary words of
+// the message ("such a file"), so a secret found in it counts only when it came from the input:
+// with the secret replaced in the input by as many Zs, the message holds the Zs instead.
+void requireNoSecret(const std::string& message, const std::string& text,
+                     const std::optional<YamlTree>& input, const Variant& variant) {
   K3SMA_REQUIRE(message.find(kPassword) == std::string::npos,
                 "an error message holds the config's password: " + message);
   if (!input) {
     return;
   }
   for (const auto& secret : secretsIn(*input)) {
-    K3SMA_REQUIRE(message.find(secret) == std::string::npos,
+    if (message.find(secret) == std::string::npos) {
+      continue;
+    }
+    const std::string stand_in(secret.size(), secret.front() == 'Z' ? 'Y' : 'Z');
+    const auto other =
+        renderRegistries(variant.config, variant.ca_path, replaceAll(text, secret, stand_in),
+                         kSource, variant.previous);
+    K3SMA_REQUIRE(other.ok() || other.error().message.find(stand_in) == std::string::npos,
                   "an error message holds a secret of the file: " + message);
   }
 }
@@ -211,7 +230,7 @@ void checkVariant(const std::string& text, const Variant& variant, LazyTree& laz
     const auto& message = rendered.error().message;
     K3SMA_REQUIRE(message.find(kSource) != std::string::npos,
                   "the error does not name the file: " + message);
-    requireNoSecret(message, lazy.get());
+    requireNoSecret(message, text, lazy.get(), variant);
     return;
   }
   const auto& input = lazy.get();
