@@ -84,7 +84,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!tree) {
     return 0;
   }
-  if (!kTakesPassword && !has_secret_key) {
+  // Plain YAML: one document of UTF-8 without control characters (the rest may be refused).
+  const bool plain = tree->documents <= 1 && isValidUtf8(text) &&
+                     !hasControlCharacter(replaceAll(replaceAll(text, "\n", ""), "\t", ""));
+  if (!kTakesPassword && !has_secret_key && plain) {
     K3SMA_REQUIRE(masked == text, "a YAML text without secrets is changed by masking");
   }
   for (const auto& node : tree->nodes) {

@@ -88,14 +88,6 @@ std::vector<std::string> secretsIn(const YamlTree& tree) {
   return secrets;
 }
 
-std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
-  for (size_t pos = text.find(from); pos != std::string::npos;
-       pos = text.find(from, pos + to.size())) {
-    text.replace(pos, from.size(), to);
-  }
-  return text;
-}
-
 // An error message must not echo a secret of the file. A secret may also be ordinary words of
 // the message ("such a file"), so a secret found in it counts only when it came from the input:
 // with the secret replaced in the input by as many Zs, the message holds the Zs instead.

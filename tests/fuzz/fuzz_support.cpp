@@ -81,6 +81,14 @@ size_t countOf(std::string_view text, std::string_view needle) {
   return count;
 }
 
+std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
+  for (size_t pos = text.find(from); pos != std::string::npos;
+       pos = text.find(from, pos + to.size())) {
+    text.replace(pos, from.size(), to);
+  }
+  return text;
+}
+
 namespace {
 
 // Builds the flat tree from yaml-cpp's events, without recursion.
@@ -305,8 +313,9 @@ std::optional<YamlTree> readYaml(const std::string& text, size_t max_nodes) {
     // endless empty documents for some inputs (",": its LoadAll never returns).
     YamlTree rest;
     TreeBuilder rest_builder(rest, max_nodes);
-    for (int documents = 1; parser.HandleNextDocument(rest_builder); ++documents) {
-      if (documents >= 16 || rest.nodes.size() >= max_nodes) {
+    tree.documents = tree.nodes.empty() ? 0 : 1;
+    while (parser.HandleNextDocument(rest_builder)) {
+      if (++tree.documents >= 16 || rest.nodes.size() >= max_nodes) {
         return std::nullopt;
       }
     }

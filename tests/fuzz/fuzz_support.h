@@ -31,6 +31,7 @@ namespace k3sma::fuzz {
 bool isValidUtf8(std::string_view text);
 bool hasControlCharacter(std::string_view text);  // < 0x20 or 0x7f; tab and newline included
 size_t countOf(std::string_view text, std::string_view needle);
+std::string replaceAll(std::string text, const std::string& from, const std::string& to);
 
 struct YamlTree {
   enum class Kind { kNull, kScalar, kSequence, kMap };
@@ -49,6 +50,7 @@ struct YamlTree {
   bool has_complex_key = false;   // a key that is a mapping or a sequence
   bool has_null_key = false;
   bool has_duplicate_key = false;  // two keys of one mapping with the same text
+  int documents = 0;               // in the whole stream
 
   // What yaml-cpp re-emits with the same meaning: none of the above.
   bool reEmittable() const {
