@@ -12,6 +12,7 @@
 // - a text without any secret key is not mangled: with the password argument, by a short
 //   password (1 or 2 bytes: "o" must not turn docker.io into d********cker.i********); without
 //   it, a YAML text without secret keys comes out as it went in.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -84,8 +85,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!tree) {
     return 0;
   }
-  // Plain YAML: one document of UTF-8 without control characters (the rest may be refused).
-  const bool plain = tree->documents <= 1 && isValidUtf8(text) &&
+  // Plain YAML: one document of UTF-8 without control characters, anchors, tags or odd keys
+  // (the masking may refuse the rest as unsafe).
+  const bool plain = tree->documents <= 1 && tree->reEmittable() && isValidUtf8(text) &&
+                     std::none_of(tree->nodes.begin(), tree->nodes.end(),
+                                  [](const YamlTree::Node& n) {
+                                    return hasControlCharacter(
+                                        replaceAll(replaceAll(n.value, "\n", ""), "\t", ""));
+                                  }) &&
                      !hasControlCharacter(replaceAll(replaceAll(text, "\n", ""), "\t", ""));
   if (!kTakesPassword && !has_secret_key && plain) {
     K3SMA_REQUIRE(masked == text, "a YAML text without secrets is changed by masking");
@@ -106,7 +113,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (word.size() < 4 || word.find_first_of("*\"\\") != std::string::npos || before == 0) {
           continue;  // too short to tell from other text, or not written literally
         }
-        K3SMA_REQUIRE(countOf(masked, word) < before,
+        if (countOf(masked, word) < before) {
+          continue;
+        }
+        // Still there: a leak, unless the masking writes the word itself (its own notice).
+        const std::string stand_in(word.size(), word.front() == 'Z' ? 'Y' : 'Z');
+        K3SMA_REQUIRE(countOf(mask(replaceAll(text, word, stand_in), secret), word) > 0,
                       "the " + key.value + " value is not masked: \"" + word + "\" is still shown");
       }
     }
