@@ -5,7 +5,8 @@
 # debootstrap and systemd-container (the booted nodes), procps (pgrep), man-db and groff-base
 # (the man page test renders the pages as lintian does), systemd (systemd-analyze judges the
 # unit's hardening; a container image may lack it), lintian (checks the packages),
-# ansible-core, openssh-client and iproute2 (ss) for the fleet test (Ansible over ssh into nodes).
+# ansible-core, openssh-client and iproute2 (ss) for the fleet test (Ansible over ssh into nodes),
+# clang-14 and libclang-rt-14-dev (libFuzzer and the sanitizers' runtime, for tests/fuzz/).
 # Used by the README's quick start and by .ci/run; safe to run again (apt-get is idempotent).
 # Extra package names on the command line are installed too (build-debs.sh adds debhelper).
 set -eu
@@ -15,7 +16,8 @@ pkgs="cmake g++ make pkg-config
   nlohmann-json3-dev libdtl-dev libgtest-dev libgmock-dev
   ca-certificates openssl jq docker-registry nginx-light skopeo
   debootstrap systemd-container procps man-db groff-base systemd lintian
-  ansible-core openssh-client iproute2 $*"
+  ansible-core openssh-client iproute2
+  clang-14 libclang-rt-14-dev $*"
 # Only touch the package lists when something is missing: keeps a second run fast and offline.
 missing=""
 for p in $pkgs; do

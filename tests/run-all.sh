@@ -3,7 +3,7 @@
 # checks formatting, builds with warnings as errors, builds the amd64 and arm64 packages, and
 # runs every test (unit, black-box, booted amd64 and arm64 nodes, the packages, Ansible), then
 # builds again with AddressSanitizer, UBSan and libstdc++ assertions and runs the unit and
-# black-box tests again.
+# black-box tests again, and last builds the libFuzzer harnesses with clang and runs them.
 # Run as root on Debian 12: the black-box tests need root-owned files and update-ca-certificates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,4 +51,11 @@ echo "== ASan + UBSan + _GLIBCXX_ASSERTIONS build: unit and black-box tests"
 # without sanitizers, and the release run covered them.
 build "$src/build/sanitize" -DCMAKE_BUILD_TYPE=Debug -DK3SMA_SANITIZE=ON -DK3SMA_GLIBCXX_ASSERTIONS=ON
 (cd "$src/build/sanitize" && ctest --output-on-failure -j "$jobs" -LE 'node|package')
+
+echo "== libFuzzer harnesses (clang, ASan+UBSan): their regression inputs, then a fixed number of runs"
+# Only the harnesses and the library they need; a crash or a failed property fails CI.
+cmake -S "$src" -B "$src/build/fuzz" -DK3SMA_WERROR=ON -DCMAKE_CXX_COMPILER=clang++-14 \
+  -DK3SMA_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
+cmake --build "$src/build/fuzz" -j "$jobs" --target fuzz_all
+(cd "$src/build/fuzz" && ctest --output-on-failure -j "$jobs" -L fuzz)
 echo "== all tests passed"
