@@ -38,6 +38,7 @@ struct ApplyRecord {
 struct CacheHealth {
   SystemTime checked;
   ProbeResult probe;
+  std::vector<ImageResult> images;  // verify.images, resolved at the same probe
 };
 
 struct DaemonStatus {
