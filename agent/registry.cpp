@@ -14,6 +14,7 @@
 
 #include "common/challenge.h"
 #include "common/digest.h"
+#include "common/fs.h"
 #include "common/handle.h"
 #include "version.h"
 
@@ -262,7 +263,11 @@ HttpResponse CurlHttp::send(const HttpRequest& request) {
   impl_->current = nullptr;
   ERR_clear_error();
   if (rc != CURLE_OK) {
-    const std::string detail = impl_->errbuf[0] != '\0' ? impl_->errbuf : curl_easy_strerror(rc);
+    std::string detail = impl_->errbuf[0] != '\0' ? impl_->errbuf : curl_easy_strerror(rc);
+    long os_errno = 0;
+    if (curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno != 0) {
+      detail += " (" + errnoText(static_cast<int>(os_errno)) + ")";  // "Connection refused"
+    }
     if (impl_->body_too_large) {
       response.error = "read " + request.url + ": the answer is larger than 4 MiB";
     } else if (rc == CURLE_PEER_FAILED_VERIFICATION) {
