@@ -64,20 +64,6 @@ int exitCodeFor(const Error& error) {
   return kExitUsage;
 }
 
-nlohmann::json imagesJson(const std::vector<ImageResult>& images) {
-  auto list = nlohmann::json::array();
-  for (const auto& i : images) {
-    list.push_back({{"image", i.image},
-                    {"url", i.url},
-                    {"up", i.up},
-                    {"http_status", i.http_status},
-                    {"digest", i.up ? nlohmann::json(i.digest) : nlohmann::json(nullptr)},
-                    {"latency_ms", i.latency.count()},
-                    {"error", i.up ? nlohmann::json(nullptr) : nlohmann::json(i.error)}});
-  }
-  return list;
-}
-
 nlohmann::json errorJson(const std::optional<Error>& error) {
   return error ? nlohmann::json(error->message) : nlohmann::json(nullptr);
 }

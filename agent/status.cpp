@@ -61,6 +61,20 @@ double seconds(SystemTime t) { return std::chrono::duration<double>(t.time_since
 
 }  // namespace
 
+nlohmann::ordered_json imagesJson(const std::vector<ImageResult>& images) {
+  Json list = Json::array();
+  for (const auto& i : images) {
+    list.push_back({{"image", i.image},
+                    {"url", i.url},
+                    {"up", i.up},
+                    {"http_status", i.http_status},
+                    {"digest", i.up ? Json(i.digest) : Json(nullptr)},
+                    {"latency_ms", i.latency.count()},
+                    {"error", i.up ? Json(nullptr) : Json(i.error)}});
+  }
+  return list;
+}
+
 std::string isoTime(SystemTime t) {
   const std::time_t secs = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
@@ -139,16 +153,7 @@ std::string statusJson(const DaemonStatus& s) {
                   {"certificate_days_left",
                    p.certificate_days_left ? Json(*p.certificate_days_left) : Json(nullptr)},
                   {"error", p.up ? Json(nullptr) : Json(p.error)}};
-    j["cache"]["images"] = Json::array();
-    for (const auto& i : s.cache->images) {
-      j["cache"]["images"].push_back({{"image", i.image},
-                                      {"url", i.url},
-                                      {"up", i.up},
-                                      {"http_status", i.http_status},
-                                      {"digest", i.up ? Json(i.digest) : Json(nullptr)},
-                                      {"latency_ms", i.latency.count()},
-                                      {"error", i.up ? Json(nullptr) : Json(i.error)}});
-    }
+    j["cache"]["images"] = imagesJson(s.cache->images);
   } else {
     j["cache"] = nullptr;
   }

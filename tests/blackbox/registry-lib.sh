@@ -48,23 +48,29 @@ YAML
   wait_listening "$REGISTRY_PORT"
 }
 
-# start_tls_front CERT KEY: nginx on 127.0.0.1:$TLS_PORT with that certificate, proxying to
-# the registry. Stop it with stop_tls_front.
-start_tls_front() {
-  TLS_PORT=${TLS_PORT:-$(free_port)}
-  mkdir -p "$WORK/nginx"
-  cat > "$WORK/nginx.conf" <<CONF
+# The start of an nginx.conf whose files all live in $WORK/nginx; the http block stays open.
+nginx_preamble() {
+  cat <<CONF
 worker_processes 1;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log;
 events {}
 http {
-  access_log off;
   client_body_temp_path $WORK/nginx/body;
   proxy_temp_path $WORK/nginx/proxy;
   fastcgi_temp_path $WORK/nginx/fastcgi;
   uwsgi_temp_path $WORK/nginx/uwsgi;
   scgi_temp_path $WORK/nginx/scgi;
+CONF
+}
+
+# start_tls_front CERT KEY: nginx on 127.0.0.1:$TLS_PORT with that certificate, proxying to
+# the registry. Stop it with stop_tls_front.
+start_tls_front() {
+  TLS_PORT=${TLS_PORT:-$(free_port)}
+  mkdir -p "$WORK/nginx"
+  { nginx_preamble; cat <<CONF; } > "$WORK/nginx.conf"
+  access_log off;
   server {
     listen 127.0.0.1:$TLS_PORT ssl;
     ssl_certificate $1;
@@ -136,20 +142,10 @@ auth:
 YAML
   docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
   PIDS+=($!)
-  cat > "$WORK/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events {}
-http {
+  { nginx_preamble; cat <<CONF; } > "$WORK/nginx.conf"
   # \$connection: the tests see whether the agent reused its connection between probes.
   log_format conn '\$connection \$connection_requests "\$request" \$status "\$http_user_agent"';
   access_log $WORK/nginx/access.log conn;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
   server {
     listen 127.0.0.1:$TLS_PORT ssl;
     ssl_certificate $WORK/localhost.crt;
