@@ -443,8 +443,8 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     return report;
   }
   // verify.preflight: the images through the new config, before anything is written.
-  if (auto checked =
-          preflight(prepared.value().config, prepared.value().ca_pem, deps.resolve_images);
+  if (auto checked = preflight(prepared.value().config, prepared.value().ca_pem,
+                               deps.resolve_images, deps.heartbeat);
       checked.error) {
     report.error = checked.error;
     return report;

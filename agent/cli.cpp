@@ -252,8 +252,9 @@ int runCheck(const Options& o, Deps& deps) {
     // One client for the cache and every image: one handshake, one trust store.
     auto prober = Prober::create(p.config, p.ca_pem, kProbeTimeout);
     if (prober) {
-      probe = prober.value()->probeCache(deps.now);
-      images = prober.value()->resolveImages();
+      auto outcome = prober.value()->probeAll(deps.now);
+      probe = std::move(outcome.cache);
+      images = std::move(outcome.images);
     } else {
       probe = ProbeResult{};
       probe->error = prober.error().message;

@@ -484,7 +484,9 @@ class Daemon {
     // One client while the config stays: the connection, TLS session and trust store are
     // reused from one interval to the next.
     if (!prober_) {
-      auto made = Prober::create(*config_, ca_pem_, kProbeTimeout);
+      // The watchdog is pinged while a request waits: each may take kProbeTimeout.
+      auto made =
+          Prober::create(*config_, ca_pem_, kProbeTimeout, [this] { notifier_.heartbeat(); });
       if (!made) {
         ProbeResult down;
         down.error = made.error().message;
@@ -496,8 +498,9 @@ class Daemon {
       }
       prober_ = std::move(made.value());
     }
-    ProbeResult result = prober_->probeCache(now);
-    std::vector<ImageResult> images = prober_->resolveImages();
+    auto outcome = prober_->probeAll(now);
+    ProbeResult result = std::move(outcome.cache);
+    std::vector<ImageResult> images = std::move(outcome.images);
     for (const auto& image : images) {
       // Say it when an image changes state (or on the first probe), not every interval.
       const ImageResult* before = nullptr;

@@ -8,8 +8,9 @@ constexpr std::chrono::seconds kPreflightTimeout{10};
 
 }  // namespace
 
-std::vector<ImageResult> resolveWithCurl(const Config& config, const std::string& ca_pem) {
-  auto prober = Prober::create(config, ca_pem, kPreflightTimeout);
+std::vector<ImageResult> resolveWithCurl(const Config& config, const std::string& ca_pem,
+                                         std::function<void()> while_waiting) {
+  auto prober = Prober::create(config, ca_pem, kPreflightTimeout, std::move(while_waiting));
   if (!prober) {
     return imagesDown(config, prober.error().message);
   }
@@ -17,12 +18,14 @@ std::vector<ImageResult> resolveWithCurl(const Config& config, const std::string
 }
 
 PreflightOutcome preflight(const Config& config, const std::string& ca_pem,
-                           const ImageResolver& resolver) {
+                           const ImageResolver& resolver,
+                           const std::function<void()>& while_waiting) {
   PreflightOutcome outcome;
   if (config.verify.preflight == Preflight::kNone || config.verify.images.empty()) {
     return outcome;
   }
-  const auto results = resolver ? resolver(config, ca_pem) : resolveWithCurl(config, ca_pem);
+  const auto results =
+      resolver ? resolver(config, ca_pem) : resolveWithCurl(config, ca_pem, while_waiting);
   std::vector<std::string> failures;
   for (const auto& r : results) {
     if (!r.up) {

@@ -20,15 +20,18 @@ namespace k3sma {
 using ImageResolver =
     std::function<std::vector<ImageResult>(const Config& config, const std::string& ca_pem)>;
 
-std::vector<ImageResult> resolveWithCurl(const Config& config, const std::string& ca_pem);
+// while_waiting: called about once a second while a request waits (the daemon's watchdog).
+std::vector<ImageResult> resolveWithCurl(const Config& config, const std::string& ca_pem,
+                                         std::function<void()> while_waiting = {});
 
 struct PreflightOutcome {
   std::vector<std::string> warnings;  // warn: one per image that did not resolve
   std::optional<Error> error;         // require: the first failure, kind kProbe (exit 5)
 };
 
-// resolver empty: resolveWithCurl.
+// resolver empty: resolveWithCurl, with while_waiting.
 PreflightOutcome preflight(const Config& config, const std::string& ca_pem,
-                           const ImageResolver& resolver);
+                           const ImageResolver& resolver,
+                           const std::function<void()>& while_waiting = {});
 
 }  // namespace k3sma

@@ -29,8 +29,10 @@ Prober::Prober(const Config& config, std::unique_ptr<CurlHttp> http)
     : config_(config), http_(std::move(http)), client_(*http_, credentialsOf(config)) {}
 
 Result<std::unique_ptr<Prober>> Prober::create(const Config& config, const std::string& ca_pem,
-                                               std::chrono::milliseconds timeout) {
-  auto http = CurlHttp::create({ca_pem, config.registry.insecure_skip_verify, timeout});
+                                               std::chrono::milliseconds timeout,
+                                               std::function<void()> while_waiting) {
+  auto http = CurlHttp::create(
+      {ca_pem, config.registry.insecure_skip_verify, timeout, std::move(while_waiting)});
   if (!http) {
     return http.error();
   }
@@ -62,6 +64,17 @@ std::vector<ImageResult> Prober::resolveImages() {
     results.push_back({name, where.url, m.up, m.http_status, m.digest, m.latency, m.error});
   }
   return results;
+}
+
+Prober::Outcome Prober::probeAll(std::chrono::system_clock::time_point now) {
+  Outcome outcome{probeCache(now), {}};
+  if (outcome.cache.http_status == 0) {
+    outcome.images =
+        imagesDown(config_, "not asked, the cache did not answer: " + outcome.cache.error);
+  } else {
+    outcome.images = resolveImages();
+  }
+  return outcome;
 }
 
 ProbeResult probeCache(const Config& config, const std::string& ca_pem,

@@ -7,6 +7,7 @@
 // curl handle and trust store between probes: the daemon holds one while its config stays.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,12 +49,23 @@ ManifestLocation manifestLocation(const Config& config, const ImageReference& im
 
 class Prober {
  public:
-  // ca_pem: the configured CA (empty: the system's trust store only).
+  // ca_pem: the configured CA (empty: the system's trust store only). while_waiting: called
+  // about once a second while a request waits (the daemon pings its watchdog there).
   static Result<std::unique_ptr<Prober>> create(const Config& config, const std::string& ca_pem,
-                                                std::chrono::milliseconds timeout);
+                                                std::chrono::milliseconds timeout,
+                                                std::function<void()> while_waiting = {});
 
   ProbeResult probeCache(std::chrono::system_clock::time_point now);
   std::vector<ImageResult> resolveImages();
+
+  // The cache, then every image. When the cache gave no HTTP answer at all (refused, timed
+  // out, not trusted), the images are not asked, each of which would wait out the same
+  // timeout: they are down with the cache's reason.
+  struct Outcome {
+    ProbeResult cache;
+    std::vector<ImageResult> images;
+  };
+  Outcome probeAll(std::chrono::system_clock::time_point now);
 
  private:
   Prober(const Config& config, std::unique_ptr<CurlHttp> http);

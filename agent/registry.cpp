@@ -119,6 +119,17 @@ struct CurlHttp::Impl {
   char errbuf[CURL_ERROR_SIZE] = {};
   HttpResponse* current = nullptr;  // the response being read, for the callbacks
   bool body_too_large = false;
+  std::function<void()> while_waiting;
+
+  // libcurl's progress callback runs about once a second even while connecting: the daemon's
+  // watchdog is pinged from there, so a slow cache never gets the daemon killed.
+  static int onProgress(void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    auto* impl = static_cast<Impl*>(self);
+    if (impl->while_waiting) {
+      impl->while_waiting();
+    }
+    return 0;
+  }
 
   static CURLcode onSslCtx(CURL*, void* ssl_ctx, void* self) {
     auto* impl = static_cast<Impl*>(self);
@@ -187,6 +198,7 @@ Result<std::unique_ptr<CurlHttp>> CurlHttp::create(const TlsSettings& tls) {
     return store.error();
   }
   impl->store = std::move(store.value());
+  impl->while_waiting = tls.while_waiting;
   CURL* c = impl->curl.get();
   Impl* self = impl.get();
   const long verify = tls.insecure_skip_verify ? 0L : 1L;
@@ -218,6 +230,10 @@ Result<std::unique_ptr<CurlHttp>> CurlHttp::create(const TlsSettings& tls) {
       {"CURLOPT_WRITEDATA", curl_easy_setopt(c, CURLOPT_WRITEDATA, self)},
       {"CURLOPT_HEADERFUNCTION", curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &Impl::onHeader)},
       {"CURLOPT_HEADERDATA", curl_easy_setopt(c, CURLOPT_HEADERDATA, self)},
+      {"CURLOPT_NOPROGRESS", curl_easy_setopt(c, CURLOPT_NOPROGRESS, tls.while_waiting ? 0L : 1L)},
+      {"CURLOPT_XFERINFOFUNCTION",
+       curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &Impl::onProgress)},
+      {"CURLOPT_XFERINFODATA", curl_easy_setopt(c, CURLOPT_XFERINFODATA, self)},
   };
   for (const auto& [name, code] : set) {
     if (code != CURLE_OK) {

@@ -10,6 +10,7 @@
 // Basic, HEAD first and GET when HEAD is refused. Unit tests drive it with a fake Http.
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -48,6 +49,7 @@ struct TlsSettings {
   std::string ca_pem;  // the configured CA; the system's trust store is always used too
   bool insecure_skip_verify = false;
   std::chrono::milliseconds timeout{10000};  // connect, and the whole request
+  std::function<void()> while_waiting;       // called about once a second during a request
 };
 
 // One libcurl easy handle. Redirects are followed (5 at most, http/https only), HTTPS_PROXY,
