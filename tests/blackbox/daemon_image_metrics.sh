@@ -52,4 +52,9 @@ probes=$(grep -c '"GET /v2/ HTTP/1.1" [0-9]* "k3s-mirror-agent/' "$WORK/nginx/ac
 connections=$(grep '"GET /v2/ HTTP/1.1" [0-9]* "k3s-mirror-agent/' "$WORK/nginx/access.log" | cut -d' ' -f1 | sort -u | wc -l)
 [ "$connections" = 1 ] || fail "$probes probes used $connections connections: $(cat "$WORK/nginx/access.log")"
 grep -q "$(cat "$WORK/robot-password")" "$STATUS" "$PROM" && fail "a secret in the status files"
+# A clean stop (under the sanitizer build, also no leak from the client it kept).
+kill -TERM $DAEMON
+rc=0
+wait $DAEMON || rc=$?
+[ "$rc" -eq 0 ] || fail "SIGTERM: exit $rc: $(tail -5 "$WORK/daemon.err")"
 pass "daemon: per-image probes in status.json, STATUS= and the textfile; a pushed image seen by a later probe; one connection"
