@@ -69,7 +69,12 @@ Result<StorePtr> makeTrustStore(const std::string& ca_pem) {
   if (!store) {
     return probeError("set up the trust store: " + sslErrors());
   }
-  if (X509_STORE_set_default_paths(store.get()) != 1) {
+  // The system's bundle file (Debian: /usr/lib/ssl/cert.pem -> /etc/ssl/certs/ca-certificates.crt,
+  // which update-ca-certificates keeps), as containerd reads it. Not X509_STORE_set_default_paths:
+  // OpenSSL 3 adds a directory and an OSSL_STORE lookup there, and the latter's "search only
+  // supported for directories" error, left in the queue, replaced the verify failure's message
+  // on a node.
+  if (X509_STORE_load_file(store.get(), X509_get_default_cert_file()) != 1) {
     ERR_clear_error();  // no system store is not fatal when a CA is configured
   }
   if (ca_pem.empty()) {
@@ -286,7 +291,10 @@ HttpResponse CurlHttp::send(const HttpRequest& request) {
     }
     if (impl_->body_too_large) {
       response.error = "read " + request.url + ": the answer is larger than 4 MiB";
-    } else if (rc == CURLE_PEER_FAILED_VERIFICATION) {
+    } else if (long verify = 0;
+               rc == CURLE_PEER_FAILED_VERIFICATION ||
+               (curl_easy_getinfo(c, CURLINFO_SSL_VERIFYRESULT, &verify) == CURLE_OK &&
+                verify != X509_V_OK)) {
       response.error = "TLS with " + request.url + ": certificate verify failed: " + detail;
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
       response.error = request.method + " " + request.url + ": timed out (" + detail + ")";
