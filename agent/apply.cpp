@@ -442,6 +442,15 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     report.actions = describe(prepared.value().plan);
     return report;
   }
+  // verify.preflight: the images through the new config, before anything is written.
+  if (auto checked = preflight(prepared.value().config, prepared.value().ca_pem,
+                               deps.resolve_images, deps.heartbeat);
+      checked.error) {
+    report.error = checked.error;
+    return report;
+  } else {
+    report.warnings.insert(report.warnings.end(), checked.warnings.begin(), checked.warnings.end());
+  }
 
   // Which unit to restart is settled before the lock and before any write, so that a missing
   // bus or an ambiguous unit leaves the node exactly as it was (not even a lock file).

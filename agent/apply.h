@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agent/command.h"
+#include "agent/preflight.h"
 #include "agent/systemd.h"
 #include "common/ca.h"
 #include "common/config.h"
@@ -35,6 +36,8 @@ struct Deps {
   std::function<Result<std::unique_ptr<Systemd>>(const Heartbeat&)> connect_systemd;
   // Empty for the command line; the daemon's pings systemd's watchdog while an apply waits.
   Heartbeat heartbeat = {};
+  // verify.preflight's resolver (agent/preflight.h): empty means the real registry client.
+  ImageResolver resolve_images = {};
 };
 
 struct ApplyOptions {

@@ -29,12 +29,13 @@ constexpr const char* kFooter = R"(Exit status:
   2  usage, config or CA error; nothing was touched
   3  diff / apply --dry-run: changes are pending
   4  apply failed and the previous state could not be fully restored (the message says what)
-  5  check --probe: the cache could not be reached or was not trusted
+  5  check --probe: the cache could not be reached or trusted, or a verify.images image could
+     not be resolved through it; apply with verify.preflight: require: an image did not resolve
 
 Config: /etc/k3s-mirror-agent/config.yaml plus config.d/*.yaml in name order; the README
 describes every key.)";
 
-// How long check --probe waits for the cache: connect, TLS handshake and the status line.
+// How long check --probe waits for each request to the cache (connect, TLS, the answer).
 constexpr std::chrono::seconds kProbeTimeout{10};
 
 struct Options {
@@ -316,10 +317,29 @@ int runCheck(const Options& o, Deps& deps) {
   const auto& p = prepared.value();
   printWarnings(p.warnings);
   std::optional<ProbeResult> probe;
+  std::vector<ImageResult> images;
   if (o.probe) {
-    probe = probeCache(p.config.registry, p.ca_pem, kProbeTimeout, deps.now);
-    if (!probe->up) {
-      spdlog::error("{}", probe->error);
+    // One client for the cache and every image: one handshake, one trust store.
+    auto prober = Prober::create(p.config, p.ca_pem, kProbeTimeout);
+    if (prober) {
+      auto outcome = prober.value()->probeAll(deps.now);
+      probe = std::move(outcome.cache);
+      images = std::move(outcome.images);
+    } else {
+      probe = ProbeResult{};
+      probe->error = prober.error().message;
+      images = imagesDown(p.config, prober.error().message);
+    }
+  }
+  std::optional<std::string> first_error;
+  if (probe && !probe->up) {
+    spdlog::error("{}", probe->error);
+    first_error = probe->error;
+  }
+  for (const auto& image : images) {
+    if (!image.up) {
+      spdlog::error("{}", image.error);
+      first_error = first_error ? first_error : image.error;
     }
   }
   if (o.output == "json") {
@@ -335,9 +355,10 @@ int runCheck(const Options& o, Deps& deps) {
                     {"certificate_days_left", probe->certificate_days_left
                                                   ? nlohmann::json(*probe->certificate_days_left)
                                                   : nlohmann::json(nullptr)},
-                    {"error", probe->up ? nlohmann::json(nullptr) : nlohmann::json(probe->error)}};
+                    {"error", probe->up ? nlohmann::json(nullptr) : nlohmann::json(probe->error)},
+                    {"images", imagesJson(images)}};
     }
-    j["error"] = probe && !probe->up ? nlohmann::json(probe->error) : nlohmann::json(nullptr);
+    j["error"] = first_error ? nlohmann::json(*first_error) : nlohmann::json(nullptr);
     std::cout << j.dump() << "\n";
   } else {
     std::cout << "config OK: " << p.config.mirrors.size() << " mirror"
@@ -356,8 +377,16 @@ int runCheck(const Options& o, Deps& deps) {
     } else if (probe) {
       std::cout << "cache down: " << probe->error << "\n";
     }
+    for (const auto& image : images) {
+      if (image.up) {
+        std::cout << "image up: " << image.image << " resolved to " << image.digest << " in "
+                  << image.latency.count() << " ms\n";
+      } else {
+        std::cout << "image down: " << image.error << "\n";
+      }
+    }
   }
-  return probe && !probe->up ? kExitProbe : kExitOk;
+  return first_error ? kExitProbe : kExitOk;
 }
 
 int runStatus(const Options& o) {
@@ -499,7 +528,8 @@ int runCli(int argc, char** argv, Deps& deps) {
   addCommonOptions(*check_cmd, o);
   check_cmd->add_flag("--probe", o.probe,
                       "Also reach the cache: TLS verified with the CA and the host name, then "
-                      "GET /v2/ must answer 200 or 401 (exit 5 when it does not)");
+                      "GET /v2/ must answer 200 or 401, and resolve every verify.images manifest "
+                      "through the cache (exit 5 when one fails)");
 
   auto* restore_cmd =
       app.add_subcommand("restore",

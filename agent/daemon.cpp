@@ -27,8 +27,8 @@ using EventPtr = Owned<sd_event, sd_event_unref>;
 // Disabling before the last unref means no callback can arrive for a source being dropped.
 using SourcePtr = Owned<sd_event_source, sd_event_source_disable_unref>;
 
-// How long the probe may take (connect, handshake, status line): it blocks the loop, so it is
-// kept well under the watchdog interval the unit sets.
+// How long each request of the probe may take (the cache's /v2/, each image's manifest and
+// token): it blocks the loop, and the loop pings the watchdog before each probe.
 constexpr std::chrono::seconds kProbeTimeout{10};
 
 // Timer slack: sd-event may fire this much late and coalesces wake-ups within it.
@@ -37,6 +37,8 @@ constexpr uint64_t kLooseUsec = 1'000'000;  // the probe: a second either way do
 
 constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
                                 IN_DELETE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+
+std::string passwordOf(const Config& c) { return c.registry.auth ? c.registry.auth->password : ""; }
 
 uint64_t usec(Duration d) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
@@ -363,9 +365,13 @@ class Daemon {
   // The config loaded: take its settings, and probe soon when the cache or its CA changed.
   void adopt(const Prepared& p) {
     const bool first = !config_;
-    const bool cache_changed = first || p.config.registry.url != config_->registry.url ||
-                               p.ca_pem != ca_pem_ ||
-                               p.config.daemon.probe_interval != config_->daemon.probe_interval;
+    const bool cache_changed =
+        first || p.config.registry.url != config_->registry.url || p.ca_pem != ca_pem_ ||
+        p.config.daemon.probe_interval != config_->daemon.probe_interval ||
+        p.config.sha256 != config_->sha256 || passwordOf(p.config) != passwordOf(*config_);
+    if (cache_changed) {
+      prober_.reset();  // the next probe builds a client for the new cache, CA and images
+    }
     config_ = p.config;
     ca_pem_ = p.ca_pem;
     status_.config_sha256 = p.config.sha256;
@@ -475,7 +481,43 @@ class Daemon {
     }
     notifier_.heartbeat();
     const auto now = std::chrono::system_clock::now();
-    ProbeResult result = probeCache(config_->registry, ca_pem_, kProbeTimeout, now);
+    // One client while the config stays: the connection, TLS session and trust store are
+    // reused from one interval to the next.
+    if (!prober_) {
+      // The watchdog is pinged while a request waits: each may take kProbeTimeout.
+      auto made =
+          Prober::create(*config_, ca_pem_, kProbeTimeout, [this] { notifier_.heartbeat(); });
+      if (!made) {
+        ProbeResult down;
+        down.error = made.error().message;
+        status_.cache = CacheHealth{now, down, imagesDown(*config_, made.error().message)};
+        warnOnce(made.error().message);
+        arm(probe_, config_->daemon.probe_interval);
+        publish();
+        return;
+      }
+      prober_ = std::move(made.value());
+    }
+    auto outcome = prober_->probeAll(now);
+    ProbeResult result = std::move(outcome.cache);
+    std::vector<ImageResult> images = std::move(outcome.images);
+    for (const auto& image : images) {
+      // Say it when an image changes state (or on the first probe), not every interval.
+      const ImageResult* before = nullptr;
+      if (status_.cache) {
+        for (const auto& old : status_.cache->images) {
+          before = old.image == image.image ? &old : before;
+        }
+      }
+      if (before == nullptr || before->up != image.up) {
+        if (image.up) {
+          spdlog::info("image {} resolves through the cache: {} in {} ms", image.image,
+                       image.digest, image.latency.count());
+        } else {
+          spdlog::warn("image {} does not resolve: {}", image.image, image.error);
+        }
+      }
+    }
     const bool was_up = status_.cache ? status_.cache->probe.up : !result.up;
     if (result.up != was_up || !status_.cache) {
       if (result.up) {
@@ -485,7 +527,7 @@ class Daemon {
         spdlog::warn("cache {} is down: {}", config_->registry.url, result.error);
       }
     }
-    status_.cache = CacheHealth{now, std::move(result)};
+    status_.cache = CacheHealth{now, std::move(result), std::move(images)};
     arm(probe_, config_->daemon.probe_interval);
     publish();
   }
@@ -581,6 +623,7 @@ class Daemon {
   std::vector<std::unique_ptr<Watch>> watches_;
   std::optional<Config> config_;  // the last config that loaded
   std::string ca_pem_;
+  std::unique_ptr<Prober> prober_;  // built at the first probe of a config, kept while it stays
   unsigned pending_ = 0;
   bool splay_served_ = false;
   std::string failed_fingerprint_;

@@ -24,7 +24,21 @@ std::string cachePart(const CacheHealth& c) {
   if (c.probe.certificate_days_left) {
     text += ", certificate expires in " + std::to_string(*c.probe.certificate_days_left) + " days";
   }
-  return text + ")";
+  text += ")";
+  if (c.images.empty()) {
+    return text;
+  }
+  size_t up = 0;
+  const ImageResult* down = nullptr;
+  for (const auto& i : c.images) {
+    up += i.up ? 1 : 0;
+    down = !i.up && down == nullptr ? &i : down;
+  }
+  text += ", images " + std::to_string(up) + "/" + std::to_string(c.images.size()) + " resolve";
+  if (down != nullptr) {
+    text += ": " + down->error;
+  }
+  return text;
 }
 
 // Prometheus label values escape backslash, double quote and newline.
@@ -46,6 +60,20 @@ std::string labelValue(const std::string& v) {
 double seconds(SystemTime t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); }
 
 }  // namespace
+
+nlohmann::ordered_json imagesJson(const std::vector<ImageResult>& images) {
+  Json list = Json::array();
+  for (const auto& i : images) {
+    list.push_back({{"image", i.image},
+                    {"url", i.url},
+                    {"up", i.up},
+                    {"http_status", i.http_status},
+                    {"digest", i.up ? Json(i.digest) : Json(nullptr)},
+                    {"latency_ms", i.latency.count()},
+                    {"error", i.up ? Json(nullptr) : Json(i.error)}});
+  }
+  return list;
+}
 
 std::string isoTime(SystemTime t) {
   const std::time_t secs = std::chrono::system_clock::to_time_t(t);
@@ -125,6 +153,7 @@ std::string statusJson(const DaemonStatus& s) {
                   {"certificate_days_left",
                    p.certificate_days_left ? Json(*p.certificate_days_left) : Json(nullptr)},
                   {"error", p.up ? Json(nullptr) : Json(p.error)}};
+    j["cache"]["images"] = imagesJson(s.cache->images);
   } else {
     j["cache"] = nullptr;
   }
@@ -172,6 +201,23 @@ std::string metricsText(const DaemonStatus& s) {
     if (p.up) {
       metric("cache_probe_latency_seconds", "gauge", "Connect to status line, last probe.",
              number(static_cast<double>(p.latency.count()) / 1000.0));
+    }
+    // One HELP/TYPE per family, then a sample per image (the text format wants them together).
+    if (!s.cache->images.empty()) {
+      out +=
+          "# HELP k3s_mirror_agent_image_up 1 when the image's manifest resolved through the "
+          "cache.\n# TYPE k3s_mirror_agent_image_up gauge\n";
+      for (const auto& i : s.cache->images) {
+        out += "k3s_mirror_agent_image_up{image=\"" + labelValue(i.image) + "\"} " +
+               (i.up ? "1" : "0") + "\n";
+      }
+      out +=
+          "# HELP k3s_mirror_agent_image_latency_seconds Resolving the image's manifest, "
+          "token included, last probe.\n# TYPE k3s_mirror_agent_image_latency_seconds gauge\n";
+      for (const auto& i : s.cache->images) {
+        out += "k3s_mirror_agent_image_latency_seconds{image=\"" + labelValue(i.image) + "\"} " +
+               number(static_cast<double>(i.latency.count()) / 1000.0) + "\n";
+      }
     }
     if (p.certificate_days_left) {
       metric("cache_certificate_days_left", "gauge", "Days until the cache's certificate expires.",

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,6 +39,7 @@ struct ApplyRecord {
 struct CacheHealth {
   SystemTime checked;
   ProbeResult probe;
+  std::vector<ImageResult> images;  // verify.images, resolved at the same probe
 };
 
 struct DaemonStatus {
@@ -62,6 +64,10 @@ struct DaemonStatus {
   bool probe_enabled = true;
   std::optional<CacheHealth> cache;  // the last probe; nullopt before the first
 };
+
+// The verify.images results as check --probe's JSON and status.json's cache.images list them:
+// [{"image", "url", "up", "http_status", "digest", "latency_ms", "error"}].
+nlohmann::ordered_json imagesJson(const std::vector<ImageResult>& images);
 
 // "2026-11-29T07:00:00Z"
 std::string isoTime(SystemTime t);

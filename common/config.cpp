@@ -1,5 +1,6 @@
 #include "common/config.h"
 
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -136,6 +137,7 @@ class FileParser {
             {"mode", [this](const YAML::Node& k, const YAML::Node& v) { return mode(k, v); }},
             {"k3s", [this](const YAML::Node& k, const YAML::Node& v) { return k3s(k, v); }},
             {"daemon", [this](const YAML::Node& k, const YAML::Node& v) { return daemon(k, v); }},
+            {"verify", [this](const YAML::Node& k, const YAML::Node& v) { return verify(k, v); }},
         });
   }
 
@@ -403,7 +405,8 @@ class FileParser {
         }
         port = after.substr(1);
       }
-      if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos) {
+      in6_addr v6{};
+      if (host.empty() || ::inet_pton(AF_INET6, host.c_str(), &v6) != 1) {
         return configError("\"" + host + "\" is not an IPv6 address");
       }
     } else {
@@ -417,6 +420,14 @@ class FileParser {
       }
       if (!isHostname(host)) {
         return configError("\"" + host + "\" is not a valid host name");
+      }
+      // STRICT HERE: a name of digits and dots is an IPv4 address or nothing. "https://1.2.3"
+      // once skipped the certificate's name check (an unchecked X509_VERIFY_PARAM_set1_ip_asc);
+      // the registry client (agent/registry.cpp) also leaves host verification on in libcurl.
+      in_addr v4{};
+      if (host.find_first_not_of("0123456789.") == std::string::npos &&
+          ::inet_pton(AF_INET, host.c_str(), &v4) != 1) {
+        return configError("\"" + host + "\" is neither a host name nor an IPv4 address");
       }
     }
     if (!port) {
@@ -617,6 +628,50 @@ class FileParser {
         });
   }
 
+  // verify: images to resolve through the cache, and whether apply waits for them. Whether an
+  // image's host is mirrored is checked once all files are merged (checkComplete).
+  Status verify(const YAML::Node& name, const YAML::Node& node) {
+    auto& verify = config_.verify;
+    return section(node, "verify", lineOf(name),
+                   {
+                       {"images",
+                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+                          if (!v.IsNull() && !v.IsSequence()) {
+                            return at(k, v, "verify.images",
+                                      "must be a list of image references, e.g. "
+                                      "[docker.io/library/busybox:1.36]");
+                          }
+                          record("verify.images", k);
+                          verify.images.clear();
+                          for (const auto& item : v) {
+                            if (!item.IsScalar()) {
+                              return at(lineOf(item), "verify.images",
+                                        "each entry must be one reference");
+                            }
+                            auto ref = parseImageReference(item.Scalar());
+                            if (!ref) {
+                              return at(lineOf(item), "verify.images", ref.error().message);
+                            }
+                            verify.images.push_back({item.Scalar(), std::move(ref.value()),
+                                                     file_ + ":" + std::to_string(lineOf(item))});
+                          }
+                          return Ok{};
+                        }},
+                       {"preflight",
+                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+                          auto p = choice<Preflight>(k, v, "verify.preflight",
+                                                     {{"none", Preflight::kNone},
+                                                      {"warn", Preflight::kWarn},
+                                                      {"require", Preflight::kRequire}});
+                          if (!p) {
+                            return p.error();
+                          }
+                          verify.preflight = p.value();
+                          return Ok{};
+                        }},
+                   });
+  }
+
   const std::string& file_;
   Config& config_;
   std::map<std::string, std::string>& mirror_origin_;
@@ -658,6 +713,16 @@ Status checkComplete(const Config& c, const std::vector<ConfigSource>& sources) 
     return configError(c.originOf("registry.ca_file") +
                        ": registry.ca_file: the cache URL is http://, so no TLS is used and a CA "
                        "has no effect; use https:// or remove ca_file");
+  }
+  for (const auto& image : c.verify.images) {
+    // The image is resolved through the endpoint its upstream is mirrored to; an image of an
+    // upstream that is not mirrored would test the upstream, not the cache.
+    if (c.mirrors.count(image.reference.host) == 0) {
+      return configError(image.origin + ": verify.images: \"" + image.text + "\" is from " +
+                         image.reference.host +
+                         ", which is not mirrored; add it under mirrors or pick an image of a "
+                         "mirrored upstream");
+    }
   }
   if (c.registry.scheme == "http" && c.registry.insecure_skip_verify) {
     return configError(c.originOf("registry.insecure_skip_verify") +

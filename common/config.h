@@ -16,6 +16,7 @@
 
 #include "common/duration.h"
 #include "common/error.h"
+#include "common/reference.h"
 
 namespace k3sma {
 
@@ -59,12 +60,25 @@ struct DaemonSettings {
   std::string metrics_textfile;  // empty: none
 };
 
+// verify.images: pull checks through the cache (each image's host must be a mirrors key).
+enum class Preflight { kNone, kWarn, kRequire };
+struct VerifyImage {
+  std::string text;          // as written in the config
+  ImageReference reference;  // parsed and normalised
+  std::string origin;        // "file:line" of the entry, for messages
+};
+struct VerifySettings {
+  std::vector<VerifyImage> images;  // a later file's list replaces an earlier one's
+  Preflight preflight = Preflight::kWarn;
+};
+
 struct Config {
   CacheRegistry registry;
   std::map<std::string, std::string> mirrors;  // upstream host[:port] -> proxy-cache project
   MirrorMode mode = MirrorMode::kPath;
   K3sSettings k3s;
   DaemonSettings daemon;
+  VerifySettings verify;
   // Where each key was last set, "file:line", for messages about values checked later
   // (e.g. a CA file that does not load). Keys are dotted: "registry.ca_file".
   std::map<std::string, std::string> origins;

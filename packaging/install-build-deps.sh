@@ -12,9 +12,9 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 pkgs="cmake g++ make pkg-config
-  libyaml-cpp-dev libssl-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev
+  libyaml-cpp-dev libssl-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev
   nlohmann-json3-dev libdtl-dev libgtest-dev libgmock-dev
-  ca-certificates openssl jq docker-registry nginx-light skopeo
+  ca-certificates openssl jq docker-registry nginx-light skopeo python3 python3-cryptography
   debootstrap systemd-container procps man-db groff-base systemd lintian
   ansible-core openssh-client iproute2
   clang-14 libclang-rt-14-dev $*"

@@ -48,23 +48,29 @@ YAML
   wait_listening "$REGISTRY_PORT"
 }
 
-# start_tls_front CERT KEY: nginx on 127.0.0.1:$TLS_PORT with that certificate, proxying to
-# the registry. Stop it with stop_tls_front.
-start_tls_front() {
-  TLS_PORT=${TLS_PORT:-$(free_port)}
-  mkdir -p "$WORK/nginx"
-  cat > "$WORK/nginx.conf" <<CONF
+# The start of an nginx.conf whose files all live in $WORK/nginx; the http block stays open.
+nginx_preamble() {
+  cat <<CONF
 worker_processes 1;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log;
 events {}
 http {
-  access_log off;
   client_body_temp_path $WORK/nginx/body;
   proxy_temp_path $WORK/nginx/proxy;
   fastcgi_temp_path $WORK/nginx/fastcgi;
   uwsgi_temp_path $WORK/nginx/uwsgi;
   scgi_temp_path $WORK/nginx/scgi;
+CONF
+}
+
+# start_tls_front CERT KEY: nginx on 127.0.0.1:$TLS_PORT with that certificate, proxying to
+# the registry. Stop it with stop_tls_front.
+start_tls_front() {
+  TLS_PORT=${TLS_PORT:-$(free_port)}
+  mkdir -p "$WORK/nginx"
+  { nginx_preamble; cat <<CONF; } > "$WORK/nginx.conf"
+  access_log off;
   server {
     listen 127.0.0.1:$TLS_PORT ssl;
     ssl_certificate $1;
@@ -90,4 +96,93 @@ make_server_cert_days() {
   printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\n' "$2" > "$WORK/$2.ext"
   openssl x509 -req -in "$WORK/$2.csr" -CA "$WORK/$1.pem" -CAkey "$WORK/$1.key" \
     -CAcreateserial -days "$3" -extfile "$WORK/$2.ext" -out "$WORK/$2.crt" 2>/dev/null
+}
+
+# start_harbor: what a Harbor looks like to a node, from Debian's parts. docker-registry with
+# token auth (`auth: token`, tokens from tests/support/token-issuer.py signed RS256 with an x5c
+# header), behind nginx with TLS from the test CA "harbor" for host localhost on $TLS_PORT:
+# /v2/<project>/... goes to the registry, /service/token to the issuer, as on a Harbor; the
+# project headless-proxy refuses HEAD on manifests (405), as some proxies do. nginx logs every request to
+# $WORK/nginx/access.log, the issuer every token to $WORK/issuer.log. The robot account's
+# password is in $WORK/robot-password. push_image REF TEXT puts a tiny image there with skopeo.
+start_harbor() {
+  for tool in skopeo python3; do
+    command -v "$tool" >/dev/null || fail "$tool is not installed (install-build-deps.sh installs it)"
+  done
+  python3 -c 'import cryptography' 2>/dev/null || fail "python3-cryptography is not installed"
+  local support
+  support=$(cd "$(dirname "$TESTLIB")/../support" && pwd)
+  REGISTRY_PORT=$(free_port)
+  ISSUER_PORT=$(free_port)
+  TLS_PORT=$(free_port)
+  make_server_cert harbor localhost
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=token signer" \
+    -keyout "$WORK/token.key" -out "$WORK/token.crt" 2>/dev/null
+  printf 'robot-%s\n' "$RANDOM$RANDOM" > "$WORK/robot-password"
+  mkdir -p "$WORK/registry" "$WORK/nginx" "$WORK/skopeo-certs"
+  cp "$WORK/harbor.pem" "$WORK/skopeo-certs/ca.crt"
+  python3 "$support/token-issuer.py" --port "$ISSUER_PORT" --key "$WORK/token.key" \
+    --cert "$WORK/token.crt" --issuer test-issuer --robot-password-file "$WORK/robot-password" \
+    --log "$WORK/issuer.log" >"$WORK/issuer.out" 2>&1 &
+  PIDS+=($!)
+  cat > "$WORK/registry.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+  relativeurls: true
+auth:
+  token:
+    realm: https://localhost:$TLS_PORT/service/token
+    service: harbor-registry
+    issuer: test-issuer
+    rootcertbundle: $WORK/token.crt
+YAML
+  docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+  PIDS+=($!)
+  { nginx_preamble; cat <<CONF; } > "$WORK/nginx.conf"
+  # \$connection: the tests see whether the agent reused its connection between probes.
+  log_format conn '\$connection \$connection_requests "\$request" \$status "\$http_user_agent"';
+  access_log $WORK/nginx/access.log conn;
+  server {
+    listen 127.0.0.1:$TLS_PORT ssl;
+    ssl_certificate $WORK/localhost.crt;
+    ssl_certificate_key $WORK/localhost.key;
+    proxy_set_header Host \$http_host;
+    location /service/token { proxy_pass http://127.0.0.1:$ISSUER_PORT; }
+    location ~ ^/v2/headless-proxy/.*/manifests/ {
+      if (\$request_method = HEAD) { return 405; }
+      proxy_pass http://127.0.0.1:$REGISTRY_PORT;
+    }
+    location /v2/ { proxy_pass http://127.0.0.1:$REGISTRY_PORT; }
+  }
+}
+CONF
+  nginx -c "$WORK/nginx.conf" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
+  NGINX_PID=$!
+  PIDS+=($NGINX_PID)
+  wait_listening "$ISSUER_PORT"
+  wait_listening "$REGISTRY_PORT"
+  wait_listening "$TLS_PORT"
+  OCI_IMAGES=0
+}
+
+# push_image REPO:TAG TEXT: a one-file image to localhost:$TLS_PORT/REPO:TAG, as admin.
+push_image() {
+  local support layout
+  support=$(cd "$(dirname "$TESTLIB")/../support" && pwd)
+  OCI_IMAGES=$((OCI_IMAGES + 1))
+  layout=$WORK/oci-$OCI_IMAGES
+  python3 "$support/make-oci-image.py" "$layout" "${1##*:}" "$2"
+  skopeo copy -q --dest-creds admin:adminpw --dest-cert-dir "$WORK/skopeo-certs" \
+    "oci:$layout:${1##*:}" "docker://localhost:$TLS_PORT/$1" >"$WORK/skopeo.log" 2>&1 ||
+    fail "skopeo could not push $1: $(cat "$WORK/skopeo.log")"
+}
+
+# registry_digest REPO:TAG: the manifest digest the registry reports for it (skopeo, as admin).
+registry_digest() {
+  skopeo inspect --creds admin:adminpw --cert-dir "$WORK/skopeo-certs" \
+    --format '{{.Digest}}' "docker://localhost:$TLS_PORT/$1"
 }

@@ -35,7 +35,8 @@ if [ "$arch" != "$(dpkg --print-architecture)" ]; then
 fi
 rm -rf "$rootfs" "$rootfs.tmp"
 # procps: /bin/kill, which the shipped unit's ExecReload uses (every non-minimal Debian has it).
-packages=systemd,dbus,systemd-sysv,ca-certificates,procps,libyaml-cpp0.7,libspdlog1.10,libfmt9,libssl3
+# libcurl4: the registry client the agent links (the .deb depends on it).
+packages=systemd,dbus,systemd-sysv,ca-certificates,procps,libyaml-cpp0.7,libspdlog1.10,libfmt9,libssl3,libcurl4
 for p in "${extra[@]}"; do packages="$packages,$p"; done
 debootstrap --arch="$arch" --variant=minbase --include="$packages" \
   bookworm "$rootfs.tmp" http://deb.debian.org/debian >&2

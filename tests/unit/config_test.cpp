@@ -1412,5 +1412,67 @@ TEST_F(LoadConfig, ReadsNoPasswordFileWithoutAuth) {
   EXPECT_FALSE(config.value().registry.auth.has_value());
 }
 
+// ---------------------------------------------------------------------------------------------
+// verify: images resolved through the cache, and the preflight gate
+
+TEST(ConfigVerify, ReadsImagesNormalisedAndThePreflight) {
+  const Config c = parseValid(std::string(kMinimal) + R"(verify:
+  images: [docker.io/busybox:1.36, "docker.io/library/nginx@sha256:)" +
+                              std::string(64, 'a') +
+                              R"("]
+  preflight: require
+)");
+  ASSERT_EQ(c.verify.images.size(), 2u);
+  EXPECT_EQ(c.verify.images[0].text, "docker.io/busybox:1.36");
+  EXPECT_EQ(c.verify.images[0].reference.repository, "library/busybox");
+  EXPECT_EQ(c.verify.images[0].origin, std::string(kFile) + ":6");
+  EXPECT_EQ(c.verify.images[1].reference.digest, "sha256:" + std::string(64, 'a'));
+  EXPECT_EQ(c.verify.preflight, Preflight::kRequire);
+}
+
+TEST(ConfigVerify, WarnsByDefaultAndVerifiesNothing) {
+  const Config c = parseValid(kMinimal);
+  EXPECT_EQ(c.verify.preflight, Preflight::kWarn);
+  EXPECT_TRUE(c.verify.images.empty());
+}
+
+TEST(ConfigVerify, RefusesAnImageOfAnUpstreamThatIsNotMirrored) {
+  EXPECT_EQ(errorOf(parse(std::string(kMinimal) + R"(verify:
+  images:
+    - docker.io/library/busybox:1.36
+    - ghcr.io/org/app:1
+)")),
+            std::string(kFile) +
+                ":8: verify.images: \"ghcr.io/org/app:1\" is from ghcr.io, which is not "
+                "mirrored; add it under mirrors or pick an image of a mirrored upstream");
+}
+
+TEST(ConfigVerify, RefusesABadReferenceNamingItsLine) {
+  EXPECT_THAT(errorOf(parse(std::string(kMinimal) + "verify:\n  images:\n    - docker.io/Nginx\n")),
+              StartsWith(std::string(kFile) + ":7: verify.images: \"docker.io/Nginx\" is not a "
+                                              "valid image reference"));
+}
+
+TEST(ConfigVerify, RefusesImagesThatAreNotAListAndAnUnknownPreflight) {
+  EXPECT_THAT(errorOf(parse(std::string(kMinimal) + "verify:\n  images: docker.io/nginx\n")),
+              HasSubstr(":6: verify.images: must be a list of image references"));
+  EXPECT_THAT(errorOf(parse(std::string(kMinimal) + "verify:\n  preflight: maybe\n")),
+              HasSubstr(":6: verify.preflight: must be none or warn or require, got \"maybe\""));
+  EXPECT_THAT(errorOf(parse(std::string(kMinimal) + "verify:\n  image: [nginx]\n")),
+              HasSubstr("verify.image: unknown key"));
+}
+
+// A name of digits and dots is an IPv4 address or nothing: "https://1.2.3" once skipped the
+// certificate's name check.
+TEST(ConfigVerify, RefusesAUrlHostOfDigitsThatIsNoIpv4Address) {
+  EXPECT_THAT(errorOf(parse("registry:\n  url: https://1.2.3\nmirrors:\n  docker.io: p\n")),
+              HasSubstr(":2: registry.url: \"1.2.3\" is neither a host name nor an IPv4 address"));
+  EXPECT_THAT(errorOf(parse("registry:\n  url: https://[::1::2]\nmirrors:\n  docker.io: p\n")),
+              HasSubstr("not an IPv6 address"));
+  EXPECT_EQ(parseValid("registry:\n  url: https://10.0.0.1:8443\nmirrors:\n  docker.io: p\n")
+                .registry.hostname,
+            "10.0.0.1");
+}
+
 }  // namespace
 }  // namespace k3sma

@@ -246,8 +246,60 @@ TEST(StatusJson, HoldsExactlyTheDocumentedFieldsSoNothingElseCanLeak) {
             (std::set<std::string>{"time", "trigger", "changed", "restarted", "rolled_back",
                                    "actions", "error"}));
   EXPECT_EQ(keysOf(j["drift"]), (std::set<std::string>{"policy", "corrections", "files"}));
-  EXPECT_EQ(keysOf(j["cache"]), (std::set<std::string>{"checked", "up", "latency_ms", "http_status",
-                                                       "certificate_days_left", "error"}));
+  EXPECT_EQ(keysOf(j["cache"]),
+            (std::set<std::string>{"checked", "up", "latency_ms", "http_status",
+                                   "certificate_days_left", "error", "images"}));
+}
+
+// verify.images as the daemon probes them: status.json, STATUS= and the textfile.
+DaemonStatus withImages() {
+  DaemonStatus s = upToDate();
+  ImageResult up;
+  up.image = "docker.io/library/busybox:1.36";
+  up.url = "https://harbor.home.lab/v2/dockerhub-proxy/library/busybox/manifests/1.36";
+  up.up = true;
+  up.http_status = 200;
+  up.digest = "sha256:" + std::string(64, 'b');
+  up.latency = std::chrono::milliseconds(25);
+  ImageResult down = up;
+  down.image = "docker.io/library/busybox:9.99";
+  down.up = false;
+  down.http_status = 404;
+  down.error = "resolve docker.io/library/busybox:9.99 at u: HTTP 404 MANIFEST_UNKNOWN";
+  s.cache->images = {up, down};
+  return s;
+}
+
+TEST(StatusJson, ListsEveryImageWithTheFieldsOfCheckProbe) {
+  const Json j = parsed(withImages());
+  ASSERT_EQ(j["cache"]["images"].size(), 2u);
+  const Json& up = j["cache"]["images"][0];
+  EXPECT_EQ(keysOf(up), (std::set<std::string>{"image", "url", "up", "http_status", "digest",
+                                               "latency_ms", "error"}));
+  EXPECT_EQ(up["digest"], "sha256:" + std::string(64, 'b'));
+  EXPECT_EQ(up["latency_ms"], 25);
+  EXPECT_TRUE(up["error"].is_null());
+  const Json& down = j["cache"]["images"][1];
+  EXPECT_EQ(down["up"], false);
+  EXPECT_TRUE(down["digest"].is_null());
+  EXPECT_EQ(down["http_status"], 404);
+}
+
+TEST(StatusLine, CountsTheImagesThatResolveAndSaysWhyOneDoesNot) {
+  EXPECT_EQ(statusLine(withImages()),
+            "up to date: 3 mirrors through https://harbor.home.lab; cache up (12 ms, certificate "
+            "expires in 40 days), images 1/2 resolve: resolve docker.io/library/busybox:9.99 at u: "
+            "HTTP 404 MANIFEST_UNKNOWN");
+}
+
+TEST(Metrics, HasOneImageUpAndLatencySamplePerImageUnderOneTypeLine) {
+  const std::string text = metricsText(withImages());
+  EXPECT_THAT(text,
+              HasSubstr("# TYPE k3s_mirror_agent_image_up gauge\n"
+                        "k3s_mirror_agent_image_up{image=\"docker.io/library/busybox:1.36\"} 1\n"
+                        "k3s_mirror_agent_image_up{image=\"docker.io/library/busybox:9.99\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("k3s_mirror_agent_image_latency_seconds{image=\"docker.io/library/"
+                              "busybox:1.36\"} 0.025\n"));
 }
 
 TEST(StatusJson, WritesEveryFieldOfARunningUpToDateDaemon) {
