@@ -72,6 +72,10 @@ struct FileInfo {
 };
 Result<FileInfo> statFile(const std::string& path);
 
+// Removes an empty directory and fsyncs its parent. A directory that does not exist, or still
+// holds something (ENOTEMPTY), is left alone and is not an error: "remove it once it is empty".
+Status removeEmptyDir(const std::string& path);
+
 // Everything apply changes on disk; one real implementation (RealFiles) and fakes in tests.
 class Files {
  public:
@@ -79,6 +83,9 @@ class Files {
   virtual Result<std::optional<std::string>> read(const std::string& path) = 0;
   virtual Status write(const std::string& path, std::string_view content, mode_t mode) = 0;
   virtual Status remove(const std::string& path) = 0;
+  // Metadata (mode, mtime) of what is at path; an error when there is nothing.
+  virtual Result<FileInfo> stat(const std::string& path) = 0;
+  virtual Status removeDir(const std::string& path) = 0;  // removeEmptyDir's rules
 };
 
 class RealFiles final : public Files {
@@ -90,6 +97,8 @@ class RealFiles final : public Files {
     return writeFileAtomic(path, content, mode);
   }
   Status remove(const std::string& path) override { return removeFile(path); }
+  Result<FileInfo> stat(const std::string& path) override { return statFile(path); }
+  Status removeDir(const std::string& path) override { return removeEmptyDir(path); }
 };
 
 // An exclusive advisory lock (flock) held for the whole of an apply, so a daemon and an Ansible
