@@ -20,7 +20,7 @@ Result<FileLock> waitForLock(const Root& root, Deps& deps) {
   const std::string path = root.path(kLockPath);
   bool said = false;
   for (;;) {
-    auto lock = FileLock::tryAcquire(path);
+    auto lock = deps.files.tryLock(path);
     if (!lock) {
       return lock.error();
     }

@@ -37,6 +37,10 @@ class StagingFiles final : public Files {
   // The only folder restore removes is the agent's CA folder once empty; postrm removes it
   // itself (rmdir), so staging it needs nothing, and the node's folder stays.
   Status removeDir(const std::string&) override { return Ok{}; }
+  // The lock is the node's: no apply may run on the node while the stage is worked out.
+  Result<std::optional<FileLock>> tryLock(const std::string& path) override {
+    return node_.tryLock(path);
+  }
 
  private:
   Files& node_;      // reads come from the node as it is

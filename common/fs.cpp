@@ -250,6 +250,10 @@ Result<std::optional<FileLock>> FileLock::tryAcquire(const std::string& path) {
   return std::optional<FileLock>(FileLock(std::move(fd.value())));
 }
 
+Result<std::optional<FileLock>> RealFiles::tryLock(const std::string& path) {
+  return FileLock::tryAcquire(path);
+}
+
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
   std::string tmpl =
