@@ -36,6 +36,8 @@ struct JournalFile {
   FileRole role = FileRole::kState;
   std::optional<std::string> before;  // nullopt: the file did not exist
   mode_t before_mode = 0600;          // permission bits it had
+
+  bool operator==(const JournalFile&) const = default;
 };
 
 struct Journal {
