@@ -145,7 +145,7 @@ int runStagedRestore(const Options& o, Deps& deps) {
   ApplyOptions options = applyOptions(o);
   options.journal = false;  // the journal would be staged, and postrm would put it in place
   report = restore(options, staged);
-  if (!report.error) {
+  if (!report.error && !report.actions.empty()) {
     if (auto finished = finishStage(o.stage); !finished) {
       report.error = finished.error();
     }

@@ -38,8 +38,10 @@ Status prepareStage(const std::string& dir) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
+    // A hidden ".name.tmp-PID" is what a stage killed midway leaves of an atomic write.
+    const bool leftover = name.starts_with(".") && name.find(".tmp-") != std::string::npos;
     if (name != "put" && name != "remove" && name != "update-ca-certificates" &&
-        name != "complete") {
+        name != "complete" && !leftover) {
       return Error{"restore --stage " + dir + ": it holds " + name +
                        ", so it is not a stage; name a new or empty directory",
                    ErrorKind::kConfig};
