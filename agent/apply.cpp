@@ -179,8 +179,8 @@ std::vector<std::string> undo(const Executed& executed, const Root& root, Deps& 
   if (executed.ca_changed) {
     if (auto ran = runUpdateCa(root, deps, ca_removed); !ran) {
       if (executed.bundle_before && readBundle(root, deps) == executed.bundle_before) {
-        notes.push_back("the trust store was not rebuilt after the undo (" +
-                        ran.error().message + "), but its bundle is as it was before");
+        notes.push_back("the trust store was not rebuilt after the undo (" + ran.error().message +
+                        "), but its bundle is as it was before");
       } else {
         left.push_back("the system trust store (" + ran.error().message + ")");
       }
@@ -543,8 +543,7 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
     const auto bundle = readBundle(root, deps);
     rebuild = !bundle || !bundleHolds(*bundle, ca.value()->pem);
   }
-  prepared.plan =
-      makePlan(desired.files, on_disk.value().content, on_disk.value().modes, rebuild);
+  prepared.plan = makePlan(desired.files, on_disk.value().content, on_disk.value().modes, rebuild);
   // With --root, update-ca-certificates needs the root's trust store directory; find out now
   // rather than after the files were written.
   if (prepared.plan.update_ca_certificates && !root.isSystem() &&

@@ -158,7 +158,6 @@ class FakeSystemd final : public Systemd {
   }
 };
 
-
 class ApplyOnScratchRoot : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -224,9 +223,7 @@ class ApplyOnScratchRoot : public ::testing::Test {
   class ForwardingSystemd final : public Systemd {
    public:
     explicit ForwardingSystemd(FakeSystemd& inner) : inner_(inner) {}
-    Result<UnitState> unitState(const std::string& unit) override {
-      return inner_.unitState(unit);
-    }
+    Result<UnitState> unitState(const std::string& unit) override { return inner_.unitState(unit); }
     Result<RestartJob> tryRestart(const std::string& unit,
                                   std::chrono::steady_clock::time_point deadline) override {
       return inner_.tryRestart(unit, deadline);
@@ -603,8 +600,9 @@ TEST_F(ApplyOnScratchRoot, ANoRestartRunNeverAsksSystemd) {
 
 class CrashOnScratchRoot : public ApplyOnScratchRoot {
  protected:
-  static constexpr const char* kOwn = "# the node's own\nmirrors:\n  docker.io:\n    endpoint: "
-                                      "[\"https://mirror.gcr.io\"]\n";
+  static constexpr const char* kOwn =
+      "# the node's own\nmirrors:\n  docker.io:\n    endpoint: "
+      "[\"https://mirror.gcr.io\"]\n";
 
   // Runs `op` with the kill at the nth file change; false when it finished before that.
   template <class Op>
