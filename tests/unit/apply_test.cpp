@@ -752,5 +752,50 @@ TEST_F(ApplyOnScratchRoot, ARestoreThatWaitedForAnotherFindsNothingLeftAndWrites
   EXPECT_FALSE(nodeFile(kRegistries));
 }
 
+TEST_F(ApplyOnScratchRoot, ABrokenJournalStopsApplyAndRestoreNamingItAndChangesNothing) {
+  writeNodeFile(kJournalPath, "{\"version\": 1, \"operation\": \"apply\"");
+  const auto before = everything();
+  for (const auto& report : {runApply(), runRestore()}) {
+    ASSERT_TRUE(report.error);
+    EXPECT_EQ(report.error->kind, ErrorKind::kConfig);
+    EXPECT_NE(report.error->message.find("read journal " + root_.path(kJournalPath)),
+              std::string::npos)
+        << report.error->message;
+  }
+  auto after = everything();
+  after.erase(real(kLockPath));
+  EXPECT_EQ(after, before);
+}
+
+TEST_F(ApplyOnScratchRoot, ADryRunSaysAnInterruptedRunIsPendingAndLeavesItAlone) {
+  const std::string journal =
+      renderJournal({"apply", {{kRegistries, FileRole::kRegistries, std::nullopt, 0600}}, {}});
+  writeNodeFile(kJournalPath, journal);
+  const auto report = runApply(true);
+  ASSERT_FALSE(report.error);
+  ASSERT_FALSE(report.notes.empty());
+  EXPECT_NE(report.notes[0].find("an interrupted run is recorded"), std::string::npos);
+  EXPECT_EQ(nodeFile(kJournalPath), journal);
+  EXPECT_TRUE(disk_.writes.empty());
+}
+
+TEST_F(ApplyOnScratchRoot, AnUndoThatCannotPutAFileBackKeepsTheJournalAndIsPartial) {
+  const std::string journal = renderJournal(
+      {"apply", {{kRegistries, FileRole::kRegistries, std::string("mirrors: {}\n"), 0600}}, {}});
+  writeNodeFile(kJournalPath, journal);
+  disk_.fail_write = [&](const std::string& path, int) { return path == root_.path(kRegistries); };
+  const auto report = runApply();
+  ASSERT_TRUE(report.error);
+  EXPECT_EQ(report.error->kind, ErrorKind::kPartial);
+  EXPECT_NE(report.error->message.find("the journal is kept"), std::string::npos)
+      << report.error->message;
+  EXPECT_EQ(nodeFile(kJournalPath), journal);
+  disk_.fail_write = nullptr;
+  const auto next = runApply();
+  ASSERT_FALSE(next.error) << next.error->message;
+  EXPECT_EQ(nodeFile(kBackupPath), "mirrors: {}\n");  // put back first, then backed up
+  EXPECT_FALSE(nodeFile(kJournalPath));
+}
+
 }  // namespace
 }  // namespace k3sma

@@ -189,5 +189,25 @@ TEST_F(AStage, ThatCannotBeMadeIsAnErrorNamingIt) {
       << prepared.error().message;
 }
 
+TEST(AStageKilledMidway, IsPreparedAgainOverItsLeftoverTemporaryFiles) {
+  TempDir dir;
+  const std::string stage = dir.path() + "/purge";
+  ASSERT_TRUE(prepareStage(stage).ok());
+  ASSERT_TRUE(writeFileAtomic(stage + "/.remove.tmp-4242", "half", 0600).ok());
+  ASSERT_TRUE(prepareStage(stage).ok());
+  EXPECT_TRUE(std::filesystem::is_empty(stage));
+}
+
+TEST(AStageDirectory, IsCompleteOnlyOnceFinished) {
+  TempDir dir;
+  const std::string stage = dir.path() + "/purge";
+  ASSERT_TRUE(prepareStage(stage).ok());
+  EXPECT_FALSE(std::filesystem::exists(stage + "/complete"));
+  ASSERT_TRUE(finishStage(stage).ok());
+  EXPECT_TRUE(std::filesystem::exists(stage + "/complete"));
+  ASSERT_TRUE(prepareStage(stage).ok());  // an earlier complete stage is replaced
+  EXPECT_TRUE(std::filesystem::is_empty(stage));
+}
+
 }  // namespace
 }  // namespace k3sma
