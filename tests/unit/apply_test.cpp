@@ -166,7 +166,9 @@ class ApplyOnScratchRoot : public ::testing::Test {
     ASSERT_TRUE(makeDirs(real("/etc/ssl/certs"), 0755).ok());
     // The bundle as update-ca-certificates (the fake) builds it from no CA of ours.
     writeNodeFile(kTrustBundlePath, "");
-    ca_ = testing::makeCert(caSpec("Home Lab CA", kNow + 24h * 365));
+    if (ca_.cert_pem.empty()) {  // one per test: the crash tests lay the node out again
+      ca_ = testing::makeCert(caSpec("Home Lab CA", kNow + 24h * 365));
+    }
     writeNodeFile("/etc/k3s-mirror-agent/harbor-ca.pem", ca_.cert_pem);
     writeConfig(kConfig);
   }

@@ -75,6 +75,14 @@ class AStage : public ::testing::Test {
   NodeInMemory node_;
 };
 
+TEST_F(AStage, NeverRemovesTheNodesEmptyCaFolder) {
+  // restore removes the agent's CA folder once empty; staged, postrm does that (NodeInMemory
+  // fails the test if the node's folder is removed).
+  StagingFiles files(node_, stage_);
+  EXPECT_TRUE(files.removeDir("/usr/local/share/ca-certificates/k3s-mirror-agent").ok());
+  EXPECT_FALSE(std::filesystem::exists(stage_));
+}
+
 TEST_F(AStage, ReadsThroughToTheNodeAsItIs) {
   node_.files["/etc/rancher/k3s/registries.yaml"] = "mirrors: {}\n";
   StagingFiles files(node_, stage_);
