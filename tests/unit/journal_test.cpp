@@ -16,7 +16,7 @@ TEST(Journal, RoundTripsAnyBytesAbsentFilesModesAndCommands) {
   Journal j;
   j.operation = "apply";
   j.files = {{"/etc/rancher/k3s/registries.yaml", FileRole::kRegistries,
-              std::string("pass\xff\x00word\n", 13), 0644},
+              std::string("pass\xff\x00word\n", 11), 0644},
              {"/usr/local/share/ca-certificates/k3s-mirror-agent/h.crt", FileRole::kCa,
               std::nullopt, 0644},
              {"/var/lib/k3s-mirror-agent/registries.yaml.orig", FileRole::kBackup, "", 0600}};
