@@ -116,7 +116,8 @@ wait "$DAEMON" || true
 # --- an apply killed midway (after the CA file, before registries.yaml), then the daemon starts
 fresh_node
 (
-  strace -qq -o /dev/null -e trace=fsync -e inject=fsync:signal=KILL:when=6 \
+  ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+    strace -qq -o /dev/null -e trace=fsync -e inject=fsync:signal=KILL:when=6 \
     "$AGENT" apply --root "$ROOT" >/dev/null 2>&1
   echo $? >"$WORK/killed.rc"
 ) 2>/dev/null || true
