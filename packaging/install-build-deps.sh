@@ -6,7 +6,9 @@
 # (the man page test renders the pages as lintian does), systemd (systemd-analyze judges the
 # unit's hardening; a container image may lack it), lintian (checks the packages),
 # ansible-core, openssh-client and iproute2 (ss) for the fleet test (Ansible over ssh into nodes),
-# clang-14 and libclang-rt-14-dev (libFuzzer and the sanitizers' runtime, for tests/fuzz/).
+# clang-14 and libclang-rt-14-dev (libFuzzer and the sanitizers' runtime, for tests/fuzz/),
+# strace (the crash tests kill the agent at every fsync with its fault injection), util-linux
+# (flock: the concurrency tests hold the agent's lock).
 # Used by the README's quick start and by .ci/run; safe to run again (apt-get is idempotent).
 # Extra package names on the command line are installed too (build-debs.sh adds debhelper).
 set -eu
@@ -15,7 +17,7 @@ pkgs="cmake g++ make pkg-config
   libyaml-cpp-dev libssl-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev
   nlohmann-json3-dev libdtl-dev libgtest-dev libgmock-dev
   ca-certificates openssl jq docker-registry nginx-light skopeo python3 python3-cryptography
-  debootstrap systemd-container procps man-db groff-base systemd lintian
+  debootstrap systemd-container procps man-db groff-base systemd lintian strace util-linux
   ansible-core openssh-client iproute2
   clang-14 libclang-rt-14-dev $*"
 # Only touch the package lists when something is missing: keeps a second run fast and offline.
