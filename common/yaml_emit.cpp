@@ -1,8 +1,13 @@
 #include "common/yaml_emit.h"
 
+#include <yaml-cpp/eventhandler.h>
+
 #include <algorithm>
 #include <cctype>
+#include <set>
+#include <sstream>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace k3sma {
@@ -86,6 +91,258 @@ YAML::Node quoted(const std::string& value) {
   YAML::Node node(value);
   node.SetTag("!");
   return node;
+}
+
+}  // namespace k3sma
+
+namespace k3sma {
+namespace {
+
+// The length of the UTF-8 sequence at text[i] when it is valid, well-formed (no overlong form,
+// no surrogate, at most U+10FFFF) and a character YAML allows in a stream (its "printable" set:
+// no C0 control but tab, LF and CR, no DEL, no C1 control but NEL, no U+FFFE/U+FFFF); 0 if not.
+size_t allowedCharAt(std::string_view text, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) {
+    return (c >= 0x20 && c != 0x7f) || c == '\t' || c == '\n' || c == '\r' ? 1 : 0;
+  }
+  size_t len = 0;
+  uint32_t cp = 0;
+  if ((c & 0xe0) == 0xc0) {
+    len = 2;
+    cp = c & 0x1fu;
+  } else if ((c & 0xf0) == 0xe0) {
+    len = 3;
+    cp = c & 0x0fu;
+  } else if ((c & 0xf8) == 0xf0) {
+    len = 4;
+    cp = c & 0x07u;
+  } else {
+    return 0;
+  }
+  if (i + len > text.size()) {
+    return 0;
+  }
+  for (size_t k = 1; k < len; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80) {
+      return 0;
+    }
+    cp = (cp << 6) | (byte(i + k) & 0x3fu);
+  }
+  const uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < min_for_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+      (cp >= 0x80 && cp <= 0x9f && cp != 0x85) || cp == 0xfffe || cp == 0xffff) {
+    return 0;
+  }
+  return len;
+}
+
+// The offset of the first byte YAML does not allow, or npos.
+size_t firstDisallowedByte(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = allowedCharAt(text, i);
+    if (len == 0) {
+      return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+struct Refused {
+  int line;  // 1-based
+  std::string reason;
+};
+
+bool isSecretKey(const std::string& key) {
+  return key == "password" || key == "identity_token" || key == "auth";
+}
+
+// Walks the parser's events (no tree is built, so an alias is never expanded) and refuses what
+// cannot be re-emitted with the same meaning; collects where the secrets are on the way.
+class Checker final : public YAML::EventHandler {
+ public:
+  Checker(size_t offset, size_t size, YamlRules rules)
+      : offset_(offset), size_(size), rules_(rules) {}
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents_ > 1 && rules_.documents) {
+      throw Refused{mark.line + 1,
+                    "more than one YAML document; keep one per file (k3s reads only the first)"};
+    }
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    node(mark, "?", anchor, Kind::kLeaf, "");
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t /*anchor*/) override {
+    throw Refused{mark.line + 1, "aliases (*name) are not supported; write the value out"};
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    for (size_t i = 0; i < value.size();) {
+      const size_t len = allowedCharAt(value, i);
+      if (len == 0) {
+        throw Refused{mark.line + 1,
+                      "a value holds a control character or invalid UTF-8 (from an escape)"};
+      }
+      i += len;
+    }
+    node(mark, tag, anchor, Kind::kLeaf, value);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value /*style*/) override {
+    node(mark, tag, anchor, Kind::kSequence, "");
+  }
+  void OnSequenceEnd() override { pop(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value /*style*/) override {
+    node(mark, tag, anchor, Kind::kMap, "");
+  }
+  void OnMapEnd() override { pop(); }
+  void OnAnchor(const YAML::Mark& mark, const std::string& /*name*/) override {
+    throw Refused{mark.line + 1, "anchors (&name) are not supported; write the value out"};
+  }
+
+  std::vector<ByteRange> finish() {
+    if (closing_) {
+      ranges_.back().end = size_;
+    }
+    return ranges_;
+  }
+
+ private:
+  enum class Kind { kLeaf, kSequence, kMap };
+  struct Frame {
+    bool map = false;
+    size_t items = 0;  // in a map: keys and values, so an even count means a key comes next
+    std::set<std::string> keys;
+    std::string key;            // the last key seen
+    bool secret_value = false;  // this collection is a secret's value: it closes a range
+  };
+
+  void node(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor, Kind kind,
+            const std::string& value) {
+    const size_t at = offset_ + static_cast<size_t>(mark.pos);
+    if (closing_) {
+      ranges_.back().end = std::max(at, ranges_.back().begin);
+      closing_ = false;
+    }
+    const int line = mark.line + 1;
+    if (anchor != YAML::NullAnchor) {
+      throw Refused{line, "anchors (&name) are not supported; write the value out"};
+    }
+    if (!tag.empty() && tag != "?" && tag != "!") {
+      throw Refused{line, "tags such as " + tag + " are not supported; write a plain value"};
+    }
+    bool secret = false;
+    if (!stack_.empty() && stack_.back().map) {
+      Frame& f = stack_.back();
+      if (f.items % 2 == 0) {
+        if (kind != Kind::kLeaf && rules_.keys) {
+          throw Refused{line, "a mapping or list as a key is not supported"};
+        }
+        if (value == "<<") {
+          throw Refused{line, "merge keys (<<) are not supported; write the keys out"};
+        }
+        if (!f.keys.insert(value).second && rules_.keys) {
+          throw Refused{line, "the key \"" + value + "\" appears twice in one mapping"};
+        }
+        f.key = value;
+      } else {
+        secret = isSecretKey(f.key) && !(f.key == "auth" && kind == Kind::kMap);
+      }
+      ++f.items;
+    }
+    if (secret) {
+      ranges_.push_back({at, size_});
+    }
+    if (kind == Kind::kLeaf) {
+      closing_ = secret;
+      return;
+    }
+    if (stack_.size() >= static_cast<size_t>(kMaxYamlDepth)) {
+      throw Refused{line, "nested deeper than " + std::to_string(kMaxYamlDepth) + " levels"};
+    }
+    Frame f;
+    f.map = kind == Kind::kMap;
+    f.secret_value = secret;
+    stack_.push_back(std::move(f));
+  }
+
+  void pop() {
+    if (!stack_.empty()) {
+      closing_ = stack_.back().secret_value;
+      stack_.pop_back();
+    }
+  }
+
+  size_t offset_;  // yaml-cpp's positions leave out a byte-order mark
+  size_t size_;
+  YamlRules rules_;
+  int documents_ = 0;
+  std::vector<Frame> stack_;
+  std::vector<ByteRange> ranges_;
+  bool closing_ = false;  // the last range ends at the next token
+};
+
+int lineAt(std::string_view text, size_t offset) {
+  return 1 +
+         static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(offset), '\n'));
+}
+
+// The secrets' ranges, or the first problem.
+std::variant<std::vector<ByteRange>, YamlProblem> walk(const std::string& text, YamlRules rules) {
+  const size_t bad = firstDisallowedByte(text);
+  if (bad != std::string::npos) {
+    char byte[8];
+    std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(text[bad]));
+    return YamlProblem{lineAt(text, bad), std::string("byte ") + byte + " is " +
+                                              (text[bad] == '\0' ? "NUL" : "not allowed") +
+                                              " (YAML is UTF-8 text without control characters)"};
+  }
+  const size_t bom = text.rfind("\xef\xbb\xbf", 0) == 0 ? 3 : 0;
+  Checker checker(bom, text.size(), rules);
+  std::istringstream in(text);
+  try {
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(checker)) {
+    }
+  } catch (const Refused& r) {
+    return YamlProblem{r.line, r.reason};
+  } catch (const YAML::Exception& e) {
+    if (rules.syntax) {
+      return YamlProblem{e.mark.line + 1, e.msg};
+    }
+    return std::vector<ByteRange>{};
+  }
+  return checker.finish();
+}
+
+}  // namespace
+
+std::optional<YamlProblem> findUnsafeYaml(const std::string& text, YamlRules rules) {
+  auto walked = walk(text, rules);
+  if (auto* problem = std::get_if<YamlProblem>(&walked)) {
+    return *problem;
+  }
+  return std::nullopt;
+}
+
+Status checkPlainYaml(const std::string& text, const std::string& source) {
+  if (auto problem = findUnsafeYaml(text)) {
+    return configError(source + ":" + std::to_string(problem->line) + ": " + problem->reason);
+  }
+  return Ok{};
+}
+
+std::optional<std::vector<ByteRange>> secretRanges(const std::string& text) {
+  auto walked = walk(text, YamlRules{});
+  if (auto* ranges = std::get_if<std::vector<ByteRange>>(&walked)) {
+    return std::move(*ranges);
+  }
+  return std::nullopt;
 }
 
 }  // namespace k3sma
