@@ -808,6 +808,12 @@ Result<std::string> readPasswordFile(const Config& config, const Root& root) {
   if (password.find('\n') != std::string::npos) {
     return configError(where + path + " has more than one line; it must hold only the password");
   }
+  // Written into registries.yaml as a YAML string: a NUL, a control character or a byte that is
+  // not UTF-8 would be rewritten on the way (to U+FFFD), giving k3s another password.
+  if (const size_t bad = firstDisallowedByte(password); bad != std::string::npos) {
+    return configError(where + path + " holds a control character or a byte that is not UTF-8 " +
+                       "(at byte " + std::to_string(bad + 1) + "); a password must be UTF-8 text");
+  }
   return password;
 }
 

@@ -138,7 +138,8 @@ size_t allowedCharAt(std::string_view text, size_t i) {
   return len;
 }
 
-// The offset of the first byte YAML does not allow, or npos.
+}  // namespace
+
 size_t firstDisallowedByte(std::string_view text) {
   for (size_t i = 0; i < text.size();) {
     const size_t len = allowedCharAt(text, i);
@@ -149,6 +150,8 @@ size_t firstDisallowedByte(std::string_view text) {
   }
   return std::string_view::npos;
 }
+
+namespace {
 
 struct Refused {
   int line;  // 1-based

@@ -11,6 +11,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.h"
@@ -39,6 +40,9 @@ YAML::Node quoted(const std::string& value);
 //   - bytes that YAML does not allow in a stream: invalid UTF-8, NUL and other C0 controls but
 //     tab, LF and CR, DEL, and a NUL or control character produced by an escape ("\0").
 inline constexpr int kMaxYamlDepth = 32;
+
+// The offset of the first byte YAML does not allow in a stream (the last item above), or npos.
+size_t firstDisallowedByte(std::string_view text);
 
 // The first such problem, or nullopt. rules.keys off leaves duplicate and non-scalar keys,
 // rules.documents off a second document, rules.syntax off a syntax error to a caller that
