@@ -833,16 +833,15 @@ Result<Config> loadConfig(const std::string& config_path, const Root& root) {
 
   const auto dropin_dir = std::filesystem::path(config_path).parent_path() / "config.d";
   std::vector<std::string> dropins;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(dropin_dir, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    const auto& p = it->path();
-    if (p.extension() == ".yaml" && p.filename().string().front() != '.') {
+  auto names = listDir(dropin_dir.string());
+  if (!names) {
+    return configError("read config directory: " + names.error().message);
+  }
+  for (const auto& name : names.value().value_or(std::vector<std::string>{})) {
+    const std::filesystem::path p = dropin_dir / name;
+    if (p.extension() == ".yaml" && name.front() != '.') {
       dropins.push_back(p.string());
     }
-  }
-  if (ec && ec != std::errc::no_such_file_or_directory) {
-    return configError("read config directory " + dropin_dir.string() + ": " + ec.message());
   }
   std::sort(dropins.begin(), dropins.end());
   for (const auto& path : dropins) {

@@ -1,5 +1,6 @@
 #include "common/fs.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/file.h>
@@ -15,6 +16,8 @@
 #include <mutex>
 #include <system_error>
 #include <vector>
+
+#include "common/handle.h"
 
 namespace k3sma {
 namespace {
@@ -243,6 +246,34 @@ Result<std::optional<std::string>> readFile(const std::string& path, size_t limi
     }
   }
   return std::optional<std::string>{std::move(content)};
+}
+
+Result<std::optional<std::vector<std::string>>> listDir(const std::string& path) {
+  Fd fd(openPath(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK));
+  if (!fd.valid()) {
+    if (errno == ENOENT) {
+      return std::optional<std::vector<std::string>>{};
+    }
+    return Error{"list " + path + ": " + errnoText(errno), ErrorKind::kConfig};
+  }
+  // fdopendir takes the fd over; closedir closes it.
+  Owned<DIR, &::closedir> dir(::fdopendir(fd.get()));
+  if (!dir) {
+    return Error{"list " + path + ": " + errnoText(errno), ErrorKind::kConfig};
+  }
+  (void)fd.release();
+  std::vector<std::string> names;
+  errno = 0;
+  while (const dirent* entry = ::readdir(dir.get())) {
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") {
+      names.push_back(name);
+    }
+  }
+  if (errno != 0) {
+    return Error{"list " + path + ": " + errnoText(errno), ErrorKind::kConfig};
+  }
+  return std::optional<std::vector<std::string>>{std::move(names)};
 }
 
 Status makeDirs(const std::string& path, mode_t mode) {

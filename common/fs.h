@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/error.h"
 
@@ -26,6 +27,8 @@ class Fd {
   ~Fd();
 
   int get() const { return fd_; }
+  // Gives the descriptor up (to fdopendir, which then owns it).
+  int release() { return std::exchange(fd_, -1); }
   bool valid() const { return fd_ >= 0; }
 
  private:
@@ -59,6 +62,11 @@ inline constexpr size_t kMaxPasswordFileSize = 64 * 1024;
 // anything but a regular file (a FIFO, device, socket or directory is refused without blocking:
 // the file is opened O_NONBLOCK) or a file larger than limit.
 Result<std::optional<std::string>> readFile(const std::string& path, size_t limit = kMaxFileSize);
+
+// The names in a directory (not "." or ".."), opened like readFile: under --root confined to
+// it, so a config.d that is a symlink out of the root is not listed. std::nullopt when it does
+// not exist.
+Result<std::optional<std::vector<std::string>>> listDir(const std::string& path);
 
 // Confines every function below to root for the rest of the process: a path under root.dir()
 // is resolved by the kernel as if root.dir() were "/" (openat2 RESOLVE_IN_ROOT), so no "..",
