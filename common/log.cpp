@@ -54,53 +54,71 @@ class EscapingSink final : public spdlog::sinks::sink {
 
 }  // namespace
 
+Utf8Char utf8At(std::string_view text, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) {
+    return {1, c};
+  }
+  size_t len = 0;
+  char32_t cp = 0;
+  if ((c & 0xe0) == 0xc0) {
+    len = 2;
+    cp = c & 0x1fu;
+  } else if ((c & 0xf0) == 0xe0) {
+    len = 3;
+    cp = c & 0x0fu;
+  } else if ((c & 0xf8) == 0xf0) {
+    len = 4;
+    cp = c & 0x07u;
+  } else {
+    return {};
+  }
+  if (i + len > text.size()) {
+    return {};
+  }
+  for (size_t k = 1; k < len; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80) {
+      return {};
+    }
+    cp = (cp << 6) | (byte(i + k) & 0x3fu);
+  }
+  constexpr char32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMinForLength[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+    return {};
+  }
+  return {len, cp};
+}
+
 std::string printable(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
   for (size_t i = 0; i < text.size();) {
-    const unsigned char c = byte(i);
-    size_t len = 0;
-    if (c >= 0x20 && c < 0x7f) {
-      len = 1;
-    } else if (c >= 0xc2 && c <= 0xf4) {
-      // A well-formed UTF-8 sequence (RFC 3629: no overlong form, no surrogate) passes whole.
-      len = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-      const unsigned char lo = (c == 0xe0) ? 0xa0 : (c == 0xf0) ? 0x90 : 0x80;
-      const unsigned char hi = (c == 0xed) ? 0x9f : (c == 0xf4) ? 0x8f : 0xbf;
-      if (i + len > text.size() || byte(i + 1) < lo || byte(i + 1) > hi) {
-        len = 0;
-      }
-      for (size_t k = 2; len != 0 && k < len; ++k) {
-        if ((byte(i + k) & 0xc0) != 0x80) {
-          len = 0;
-        }
-      }
-      // C1 controls (U+0080..U+009F) are terminal escapes too.
-      if (len == 2 && c == 0xc2 && byte(i + 1) < 0xa0) {
-        len = 0;
-      }
-    }
-    if (len > 0) {
-      out.append(text.substr(i, len));
-      i += len;
+    const auto ch = utf8At(text, i);
+    // C0 and C1 controls and DEL are terminal escapes, and a newline would forge a log line.
+    const bool control = ch.code_point < 0x20 || (ch.code_point >= 0x7f && ch.code_point <= 0x9f);
+    if (ch.length > 0 && !control) {
+      out.append(text.substr(i, ch.length));
+      i += ch.length;
       continue;
     }
-    switch (c) {
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default: {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (ch.length == 1 && c == '\n') {
+      out += "\\n";
+    } else if (ch.length == 1 && c == '\t') {
+      out += "\\t";
+    } else if (ch.length == 1 && c == '\r') {
+      out += "\\r";
+    } else {
+      // A control as one escape per byte; an invalid sequence byte by byte.
+      const size_t n = ch.length > 0 ? ch.length : 1;
+      for (size_t k = 0; k < n; ++k) {
         char hex[8];
-        std::snprintf(hex, sizeof hex, "\\x%02x", c);
+        std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(text[i + k]));
         out += hex;
       }
+      i += n;
+      continue;
     }
     ++i;
   }

@@ -10,6 +10,8 @@
 #include <variant>
 #include <vector>
 
+#include "common/log.h"
+
 namespace k3sma {
 namespace {
 
@@ -98,44 +100,17 @@ YAML::Node quoted(const std::string& value) {
 namespace k3sma {
 namespace {
 
-// The length of the UTF-8 sequence at text[i] when it is valid, well-formed (no overlong form,
-// no surrogate, at most U+10FFFF) and a character YAML allows in a stream (its "printable" set:
-// no C0 control but tab, LF and CR, no DEL, no C1 control but NEL, no U+FFFE/U+FFFF); 0 if not.
+// The length of the UTF-8 character at text[i] when it is one YAML allows in a stream (its
+// "printable" set: no C0 control but tab, LF and CR, no DEL, no C1 control but NEL, no
+// U+FFFE/U+FFFF); 0 if not, or if the bytes are not well-formed UTF-8.
 size_t allowedCharAt(std::string_view text, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
-  const unsigned char c = byte(i);
-  if (c < 0x80) {
-    return (c >= 0x20 && c != 0x7f) || c == '\t' || c == '\n' || c == '\r' ? 1 : 0;
-  }
-  size_t len = 0;
-  uint32_t cp = 0;
-  if ((c & 0xe0) == 0xc0) {
-    len = 2;
-    cp = c & 0x1fu;
-  } else if ((c & 0xf0) == 0xe0) {
-    len = 3;
-    cp = c & 0x0fu;
-  } else if ((c & 0xf8) == 0xf0) {
-    len = 4;
-    cp = c & 0x07u;
-  } else {
+  const auto ch = utf8At(text, i);
+  const char32_t cp = ch.code_point;
+  if (ch.length == 0 || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') ||
+      (cp >= 0x7f && cp <= 0x9f && cp != 0x85) || cp == 0xfffe || cp == 0xffff) {
     return 0;
   }
-  if (i + len > text.size()) {
-    return 0;
-  }
-  for (size_t k = 1; k < len; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) {
-      return 0;
-    }
-    cp = (cp << 6) | (byte(i + k) & 0x3fu);
-  }
-  const uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < min_for_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-      (cp >= 0x80 && cp <= 0x9f && cp != 0x85) || cp == 0xfffe || cp == 0xffff) {
-    return 0;
-  }
-  return len;
+  return ch.length;
 }
 
 }  // namespace
