@@ -66,6 +66,11 @@ int openPath(const std::string& path, int flags, mode_t mode = 0) {
     }
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
   }
+  if (how.resolve == 0) {
+    // Not confined: plain openat, so no path depends on openat2 (a container's seccomp filter
+    // may lack it; confineTo says so when it is needed).
+    return ::openat(AT_FDCWD, path.c_str(), flags | O_CLOEXEC, mode);
+  }
   for (;;) {
     const long fd = ::syscall(SYS_openat2, dirfd, rel.c_str(), &how, sizeof how);
     if (fd >= 0) {
