@@ -133,6 +133,18 @@ struct Refused {
   std::string reason;
 };
 
+bool hasUserinfo(const std::string& value) {
+  const auto scheme = value.find("://");
+  if (scheme == std::string::npos) {
+    return false;
+  }
+  const auto authority_end = value.find_first_of("/?#", scheme + 3);
+  return value
+             .substr(scheme + 3, authority_end == std::string::npos ? std::string::npos
+                                                                    : authority_end - scheme - 3)
+             .find('@') != std::string::npos;
+}
+
 bool isSecretKey(const std::string& key) {
   return key == "password" || key == "identity_token" || key == "auth";
 }
@@ -233,6 +245,8 @@ class Checker final : public YAML::EventHandler {
       }
       ++f.items;
     }
+    // A URL with userinfo (an endpoint "https://user:password@mirror") is a secret too.
+    secret = secret || (kind == Kind::kLeaf && hasUserinfo(value));
     if (secret) {
       ranges_.push_back({at, size_});
     }

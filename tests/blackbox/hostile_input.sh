@@ -333,7 +333,7 @@ others="configs:
       auth: auth-$SECRET
 mirrors:
   o.io:
-    endpoint: [\"https://o.io\"]
+    endpoint: [\"https://o.io\", \"https://user:url-$SECRET@m.o.io/v2\"]
 "
 for args in "diff" "diff --output json" "render" "render --output json" "apply --dry-run" \
     "apply --output json" "check" "status" "status --output json" "restore --dry-run" \

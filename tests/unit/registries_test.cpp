@@ -314,6 +314,14 @@ TEST(MaskSecrets, HidesBlockScalarsContinuationLinesAndExplicitKeys) {
   }
 }
 
+TEST(MaskSecrets, HidesAnEndpointUrlWithCredentials) {
+  const auto masked = maskSecrets(
+      "mirrors:\n  m.io:\n    endpoint:\n      - \"https://u:s3cret@m.io/v2\"\n"
+      "      - https://plain.io\n");
+  EXPECT_EQ(masked.find("s3cret"), std::string::npos) << masked;
+  EXPECT_NE(masked.find("https://plain.io"), std::string::npos) << masked;
+}
+
 TEST(MaskSecrets, ShowsNothingOfTextThatIsNotYaml) {
   const auto masked = maskSecrets("configs: {h: {auth: {password: s3cret\n");
   EXPECT_EQ(masked.find("s3cret"), std::string::npos) << masked;
