@@ -380,6 +380,30 @@ kill "$DAEMON"; wait "$DAEMON" || true
 jq -e . "$STATUS" >/dev/null || fail "status.json is not JSON"
 no_secret "daemon with credentials in the URL"; counted secrets
 
+# The daemon with a hostile registries.yaml: it says why in status.json, does not crash (an alias
+# cycle was a SIGSEGV crash loop) and stops on SIGTERM (a FIFO kept it blocked in open()).
+daemon_case() {  # daemon_case NAME EXPECTED-IN-STATUS: the root is ready
+  rm -f "$STATUS"
+  "$AGENT" run --root "$ROOT" >"$WORK/out" 2>"$WORK/err" &
+  DAEMON=$!
+  wait_for "$1: status.json says '$2'" grep -qF "$2" "$STATUS"
+  kill -TERM "$DAEMON"
+  local deadline=$((SECONDS + 10)) rc=0
+  while kill -0 "$DAEMON" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || fail "$1: the daemon ignored SIGTERM"
+    sleep 0.05
+  done
+  wait "$DAEMON" || rc=$?
+  [ "$rc" -eq 0 ] || fail "$1: the daemon exited $rc: $(cat "$WORK/err")"
+  jq -e . "$STATUS" >/dev/null || fail "$1: status.json is not JSON"
+  no_secret "$1"
+  counted "${3:-special}"
+}
+fresh; rm "$REG"; mkfifo "$REG"
+daemon_case "daemon, registries.yaml FIFO" "a FIFO, not a regular file"
+fresh; node_file "$cycle"
+daemon_case "daemon, alias cycle" "anchors (&name) are not supported" yaml
+
 # ---- messages and JSON whatever the bytes ---------------------------------------------------
 fresh; mkdir -p "$CONF/config.d"; printf 'bogus: 1\n' > "$CONF/config.d/"$'\xff\xfe'.yaml
 refused encoding "invalid UTF-8 in a file name (JSON)" 2 "bogus: unknown key" apply --output json
