@@ -196,8 +196,8 @@ class Checker final : public YAML::EventHandler {
   }
 
   std::vector<ByteRange> finish() {
-    if (closing_) {
-      ranges_.back().end = size_;
+    for (size_t i : closing_) {
+      ranges_[i].end = size_;
     }
     return ranges_;
   }
@@ -208,17 +208,17 @@ class Checker final : public YAML::EventHandler {
     bool map = false;
     size_t items = 0;  // in a map: keys and values, so an even count means a key comes next
     std::set<std::string> keys;
-    std::string key;            // the last key seen
-    bool secret_value = false;  // this collection is a secret's value: it closes a range
+    std::string key;         // the last key seen
+    long secret_range = -1;  // this collection is a secret's value: it closes that range
   };
 
   void node(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor, Kind kind,
             const std::string& value) {
     const size_t at = offset_ + static_cast<size_t>(mark.pos);
-    if (closing_) {
-      ranges_.back().end = std::max(at, ranges_.back().begin);
-      closing_ = false;
+    for (size_t i : closing_) {
+      ranges_[i].end = std::max(at, ranges_[i].begin);
     }
+    closing_.clear();
     const int line = mark.line + 1;
     if (anchor != YAML::NullAnchor) {
       throw Refused{line, "anchors (&name) are not supported; write the value out"};
@@ -251,7 +251,9 @@ class Checker final : public YAML::EventHandler {
       ranges_.push_back({at, size_});
     }
     if (kind == Kind::kLeaf) {
-      closing_ = secret;
+      if (secret) {
+        closing_.push_back(ranges_.size() - 1);
+      }
       return;
     }
     if (stack_.size() >= static_cast<size_t>(kMaxYamlDepth)) {
@@ -259,13 +261,15 @@ class Checker final : public YAML::EventHandler {
     }
     Frame f;
     f.map = kind == Kind::kMap;
-    f.secret_value = secret;
+    f.secret_range = secret ? static_cast<long>(ranges_.size() - 1) : -1;
     stack_.push_back(std::move(f));
   }
 
   void pop() {
     if (!stack_.empty()) {
-      closing_ = stack_.back().secret_value;
+      if (stack_.back().secret_range >= 0) {
+        closing_.push_back(static_cast<size_t>(stack_.back().secret_range));
+      }
       stack_.pop_back();
     }
   }
@@ -276,7 +280,7 @@ class Checker final : public YAML::EventHandler {
   int documents_ = 0;
   std::vector<Frame> stack_;
   std::vector<ByteRange> ranges_;
-  bool closing_ = false;  // the last range ends at the next token
+  std::vector<size_t> closing_;  // ranges that end at the next token
 };
 
 int lineAt(std::string_view text, size_t offset) {

@@ -322,6 +322,13 @@ TEST(MaskSecrets, HidesAnEndpointUrlWithCredentials) {
   EXPECT_NE(masked.find("https://plain.io"), std::string::npos) << masked;
 }
 
+TEST(MaskSecrets, EndsANestedSecretWhereItsValueEnds) {
+  const auto masked =
+      maskSecrets("a:\n  password:\n    password: s3cret\n    x: s3cret\nb: shown\n");
+  EXPECT_EQ(masked.find("s3cret"), std::string::npos) << masked;
+  EXPECT_NE(masked.find("b: shown"), std::string::npos) << masked;
+}
+
 TEST(MaskSecrets, ShowsNothingOfTextThatIsNotYaml) {
   const auto masked = maskSecrets("configs: {h: {auth: {password: s3cret\n");
   EXPECT_EQ(masked.find("s3cret"), std::string::npos) << masked;
