@@ -46,6 +46,9 @@ run() {
   timeout -s KILL 10 "$AGENT" "$@" --root "$ROOT" >"$WORK/out" 2>"$WORK/err" </dev/null || RC=$?
   OUT=$(cat "$WORK/out")
   ERR=$(cat "$WORK/err")
+  # A crash, a hang or a sanitizer report is never an acceptable answer to bad input.
+  [ "$RC" -lt 124 ] || fail "$* : killed or crashed (exit $RC); stderr: $ERR"
+  if grep -qE 'Sanitizer|runtime error:' "$WORK/err"; then fail "$* : sanitizer report: $ERR"; fi
 }
 
 outside_intact() {
