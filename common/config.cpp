@@ -132,7 +132,13 @@ class FileParser {
     // No anchors, aliases, tags, merge keys, duplicate keys, deep nesting or control bytes in
     // the config either (yaml_emit.h): none is needed to write it, and refusing them keeps
     // parsing bounded by the file's size.
-    if (auto problem = findUnsafeYaml(text, {.keys = false, .documents = false, .syntax = false})) {
+    // A second document is refused here, before yaml-cpp's LoadAll, which never returns on
+    // some input (",").
+    if (auto problem = findUnsafeYaml(text, {.keys = false, .syntax = false})) {
+      if (problem->second_document) {
+        return configError(file_ + ":" + std::to_string(problem->line) +
+                           ": more than one YAML document; put one config in each file");
+      }
       return configError(file_ + ":" + std::to_string(problem->line) +
                          ": invalid YAML: " + problem->reason);
     }

@@ -131,6 +131,7 @@ namespace {
 struct Refused {
   int line;  // 1-based
   std::string reason;
+  bool second_document = false;
 };
 
 bool hasUserinfo(const std::string& value) {
@@ -157,12 +158,17 @@ class Checker final : public YAML::EventHandler {
       : offset_(offset), size_(size), rules_(rules) {}
 
   void OnDocumentStart(const YAML::Mark& mark) override {
-    if (++documents_ > 1 && rules_.documents) {
-      throw Refused{mark.line + 1,
-                    "more than one YAML document; keep one per file (k3s reads only the first)"};
+    // A second document is refused at its first node (the line a person looks for), or at its
+    // end when it has none.
+    if (++documents_ > 1) {
+      second_document_line_ = mark.line + 1;
     }
   }
-  void OnDocumentEnd() override {}
+  void OnDocumentEnd() override {
+    if (second_document_line_ > 0) {
+      refuseSecondDocument(second_document_line_);
+    }
+  }
   void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
     node(mark, "?", anchor, Kind::kLeaf, "");
   }
@@ -220,6 +226,9 @@ class Checker final : public YAML::EventHandler {
     }
     closing_.clear();
     const int line = mark.line + 1;
+    if (second_document_line_ > 0) {
+      refuseSecondDocument(line);
+    }
     if (anchor != YAML::NullAnchor) {
       throw Refused{line, "anchors (&name) are not supported; write the value out"};
     }
@@ -265,6 +274,11 @@ class Checker final : public YAML::EventHandler {
     stack_.push_back(std::move(f));
   }
 
+  [[noreturn]] static void refuseSecondDocument(int line) {
+    throw Refused{line, "more than one YAML document; keep one per file (k3s reads only the first)",
+                  true};
+  }
+
   void pop() {
     if (!stack_.empty()) {
       if (stack_.back().secret_range >= 0) {
@@ -278,6 +292,7 @@ class Checker final : public YAML::EventHandler {
   size_t size_;
   YamlRules rules_;
   int documents_ = 0;
+  int second_document_line_ = 0;
   std::vector<Frame> stack_;
   std::vector<ByteRange> ranges_;
   std::vector<size_t> closing_;  // ranges that end at the next token
@@ -306,7 +321,7 @@ std::variant<std::vector<ByteRange>, YamlProblem> walk(const std::string& text, 
     while (parser.HandleNextDocument(checker)) {
     }
   } catch (const Refused& r) {
-    return YamlProblem{r.line, r.reason};
+    return YamlProblem{r.line, r.reason, r.second_document};
   } catch (const YAML::Exception& e) {
     if (rules.syntax) {
       return YamlProblem{e.mark.line + 1, e.msg};

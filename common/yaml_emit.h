@@ -45,15 +45,16 @@ inline constexpr int kMaxYamlDepth = 32;
 size_t firstDisallowedByte(std::string_view text);
 
 // The first such problem, or nullopt. rules.keys off leaves duplicate and non-scalar keys,
-// rules.documents off a second document, rules.syntax off a syntax error to a caller that
-// reports them in its own words (the config parser).
+// rules.syntax off a syntax error to a caller that reports them in its own words (the config
+// parser). A second document is always a problem: yaml-cpp 0.7 yields empty documents for ever
+// on some input (","), so nothing may read past the first.
 struct YamlProblem {
   int line = 0;  // 1-based
   std::string reason;
+  bool second_document = false;  // the problem is a second document
 };
 struct YamlRules {
   bool keys = true;
-  bool documents = true;
   bool syntax = true;
 };
 std::optional<YamlProblem> findUnsafeYaml(const std::string& text, YamlRules rules = {});

@@ -213,6 +213,12 @@ refused encoding "invalid UTF-8 in the config" 2 "config.yaml:11: invalid YAML: 
 fresh; mkdir -p "$CONF/config.d"; printf 'mirrors:\n  a.io: p\0\n' > "$CONF/config.d/20-n.yaml"
 refused encoding "NUL in a drop-in" 2 "20-n.yaml:2: invalid YAML: byte 0x00 is NUL" check
 
+# yaml-cpp 0.7 yields empty documents for ever on ",": refused as a second document, no hang.
+fresh; printf ',\n' > "$CONF/config.yaml"
+refused yaml "config of one comma" 2 "config.yaml:1: more than one YAML document" check
+fresh; node_file $',\n'
+refused yaml "registries.yaml of one comma" 2 "registries.yaml:1: more than one YAML document" diff
+
 # The agent's own config: no anchors, aliases or tags either, and bounded depth.
 fresh; printf '%s\nk3s: &k {restart: never}\n' "$GOOD_CONFIG" > "$CONF/config.yaml"
 refused yaml "anchor in the config" 2 "config.yaml:11: invalid YAML: anchors" apply
