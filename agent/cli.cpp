@@ -69,6 +69,14 @@ int exitCodeFor(const Error& error) {
   return kExitUsage;
 }
 
+// One line of JSON that never throws: bytes that are not UTF-8 (a file name, a message quoting
+// a file) become U+FFFD rather than aborting the program; control characters are escaped by
+// JSON itself.
+template <class Json>
+std::string dumpJson(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
 nlohmann::json errorJson(const std::optional<Error>& error) {
   return error ? nlohmann::json(error->message) : nlohmann::json(nullptr);
 }
@@ -108,7 +116,7 @@ int printReport(const Report& r, const Options& o, const char* what) {
     j["warnings"] = r.warnings;
     j["notes"] = r.notes;
     j["error"] = errorJson(r.error);
-    std::cout << j.dump() << "\n";
+    std::cout << dumpJson(j) << "\n";
   } else if (!r.error) {
     const char* prefix = r.dry_run ? "would " : "";
     if (r.actions.empty()) {
@@ -184,7 +192,7 @@ int failWith(const Error& error, const Options& o, nlohmann::ordered_json j) {
   spdlog::error("{}", error.message);
   if (o.output == "json") {
     j["error"] = error.message;
-    std::cout << j.dump() << "\n";
+    std::cout << dumpJson(j) << "\n";
   }
   return exitCodeFor(error);
 }
@@ -195,10 +203,10 @@ int runDiff(const Options& o, Deps& deps) {
     return failWith(prepared.error(), o, {{"changed", false}, {"diff", ""}});
   }
   printWarnings(prepared.value().warnings);
-  const auto& config = prepared.value().config;
-  const std::string secret = config.registry.auth ? config.registry.auth->password : "";
+  // Every password, auth and identity_token value, the node's other registries' included, is
+  // masked by where it sits in the YAML, not by what it is (maskSecrets).
   auto mask = [&](const std::optional<std::string>& text) -> std::optional<std::string> {
-    return text ? std::optional<std::string>(maskSecrets(*text, secret)) : std::nullopt;
+    return text ? std::optional<std::string>(maskSecrets(*text)) : std::nullopt;
   };
   std::string out;
   for (const auto& change : prepared.value().plan.changes) {
@@ -226,7 +234,7 @@ int runDiff(const Options& o, Deps& deps) {
     j["changed"] = pending;
     j["diff"] = out;
     j["error"] = nullptr;
-    std::cout << j.dump() << "\n";
+    std::cout << dumpJson(j) << "\n";
   } else {
     std::cout << out;
   }
@@ -280,7 +288,7 @@ int runRenderCertsD(const Options& o, const Prepared& prepared, Deps& deps) {
   }
   if (o.output == "json") {
     nlohmann::ordered_json j = {{"dir", o.certs_d}, {"files", written}, {"error", nullptr}};
-    std::cout << j.dump() << "\n";
+    std::cout << dumpJson(j) << "\n";
   } else {
     for (const auto& w : written) {
       std::cout << "wrote " << w["path"].get<std::string>() << "\n";
@@ -304,17 +312,16 @@ int runRender(const Options& o, Deps& deps) {
   if (!o.certs_d.empty()) {
     return runRenderCertsD(o, prepared.value(), deps);
   }
-  const auto& config = prepared.value().config;
   std::string text = prepared.value().registries_text;
   if (!o.show_secrets) {
-    text = maskSecrets(text, config.registry.auth ? config.registry.auth->password : "");
+    text = maskSecrets(text);
   }
   if (o.output == "json") {
     nlohmann::ordered_json j;
     j["path"] = prepared.value().registries_path;
     j["content"] = text;
     j["error"] = nullptr;
-    std::cout << j.dump() << "\n";
+    std::cout << dumpJson(j) << "\n";
   } else {
     std::cout << text;
   }
@@ -371,7 +378,7 @@ int runCheck(const Options& o, Deps& deps) {
                     {"images", imagesJson(images)}};
     }
     j["error"] = first_error ? nlohmann::json(*first_error) : nlohmann::json(nullptr);
-    std::cout << j.dump() << "\n";
+    std::cout << dumpJson(j) << "\n";
   } else {
     std::cout << "config OK: " << p.config.mirrors.size() << " mirror"
               << (p.config.mirrors.size() == 1 ? "" : "s") << " through " << p.config.registry.url
@@ -405,7 +412,7 @@ int runStatus(const Options& o) {
   const Root root(o.root);
   const std::string status_path = root.path(kStatusPath);
   auto daemon = readFile(status_path);
-  auto state_text = readFile(root.path(kStatePath));
+  auto state_text = readFile(root.path(kStatePath), kMaxStateFileSize);
   auto fail = [&](const Error& e) {
     return failWith(e, o, {{"daemon", nullptr}, {"managed", nullptr}});
   };
@@ -415,7 +422,9 @@ int runStatus(const Options& o) {
   if (!state_text) {
     return fail(state_text.error().context("read " + root.path(kStatePath)));
   }
-  auto state = parseState(state_text.value().value_or(""), root.path(kStatePath));
+  // No state file: the agent manages nothing here yet (never applied, or restored).
+  auto state = state_text.value() ? parseState(*state_text.value(), root.path(kStatePath))
+                                  : Result<State>(State{});
   if (!state) {
     return fail(state.error());
   }
@@ -443,7 +452,7 @@ int runStatus(const Options& o) {
                     {"configs", st.configs},
                     {"ca_files", st.ca_files}};
     j["error"] = nullptr;
-    std::cout << j.dump() << "\n";
+    std::cout << dumpJson(j) << "\n";
     return kExitOk;
   }
   auto text = describeStatus(daemon.value(), alive, state.value(), status_path);
@@ -578,6 +587,10 @@ int runCli(int argc, char** argv, Deps& deps) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
   setupLogging(o.quiet ? Verbosity::kQuiet : o.verbose ? Verbosity::kDebug : Verbosity::kNormal);
+  // With --root, every path under DIR resolves inside it from here on (fs.h: confineTo).
+  if (auto confined = confineTo(Root(o.root)); !confined) {
+    return failWith(confined.error(), o, nlohmann::ordered_json::object());
+  }
 
   if (apply_cmd->parsed()) {
     return printReport(apply(applyOptions(o), deps), o, "apply");

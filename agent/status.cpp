@@ -158,7 +158,7 @@ std::string statusJson(const DaemonStatus& s) {
     j["cache"] = nullptr;
   }
   j["probe_enabled"] = s.probe_enabled;
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 std::string metricsText(const DaemonStatus& s) {

@@ -11,6 +11,7 @@
 
 #include "common/digest.h"
 #include "common/fs.h"
+#include "common/yaml_emit.h"
 
 namespace k3sma {
 namespace {
@@ -54,9 +55,17 @@ bool isPathComponent(std::string_view s) {
   return true;
 }
 
+// DNS's limits (RFC 1035): 63 bytes a label, 253 a name.
+constexpr size_t kMaxDnsLabel = 63;
+constexpr size_t kMaxDnsName = 253;
+// The cache's host[:port] becomes a file name: the CA at <ca dir>/<host>.crt, written through
+// ".<host>.crt.tmp-<pid>" (pid up to 7 digits), which must fit NAME_MAX (255). A longer host
+// passes DNS's limits but would fail in apply with "File name too long".
+constexpr size_t kMaxHostInFileName = 255 - std::char_traits<char>::length("..crt.tmp-4194304");
+
 // A DNS name (labels of letters, digits and inner hyphens, joined by dots) or an IPv4 address.
 bool isHostname(std::string_view s) {
-  if (s.empty()) {
+  if (s.empty() || s.size() > kMaxDnsName) {
     return false;
   }
   size_t start = 0;
@@ -66,13 +75,42 @@ bool isHostname(std::string_view s) {
       end = s.size();
     }
     const auto label = s.substr(start, end - start);
-    if (label.empty() || label.front() == '-' || label.back() == '-' ||
+    if (label.empty() || label.size() > kMaxDnsLabel || label.front() == '-' ||
+        label.back() == '-' ||
         !std::all_of(label.begin(), label.end(), [](char c) { return isAlnum(c) || c == '-'; })) {
       return false;
     }
     start = end + 1;
   }
   return true;
+}
+
+// A URL as it may be shown: userinfo (user:password@) and the query and fragment (where tokens
+// go) replaced by "***". Structural: the parts are found by the URL's syntax, not by looking
+// for a known password.
+std::string maskUrl(const std::string& url) {
+  const auto scheme_end = url.find("://");
+  const size_t authority = scheme_end == std::string::npos ? 0 : scheme_end + 3;
+  std::string out = url.substr(0, authority);
+  std::string rest = url.substr(authority);
+  const auto query = rest.find_first_of("?#");
+  std::string tail;
+  if (query != std::string::npos) {
+    tail = std::string(1, rest[query]) + "***";
+    rest.resize(query);
+  }
+  const auto path = rest.find('/');
+  std::string host = rest.substr(0, path);
+  const std::string after_host = path == std::string::npos ? "" : rest.substr(path);
+  if (const auto at = host.rfind('@'); at != std::string::npos) {
+    host = "***@" + host.substr(at + 1);
+  }
+  // An '@' further on (in the path) may still be userinfo a reader mistook: mask up to it.
+  std::string shown_path = after_host;
+  if (const auto at = shown_path.rfind('@'); at != std::string::npos) {
+    shown_path = "/***@" + shown_path.substr(at + 1);
+  }
+  return out + host + shown_path + tail;
 }
 
 // The characters systemd allows in a unit name.
@@ -92,6 +130,19 @@ class FileParser {
       : file_(file), config_(config), mirror_origin_(first_seen_mirror) {}
 
   Status parse(const std::string& text) {
+    // No anchors, aliases, tags, merge keys, duplicate keys, deep nesting or control bytes in
+    // the config either (yaml_emit.h): none is needed to write it, and refusing them keeps
+    // parsing bounded by the file's size.
+    // A second document is refused here, before yaml-cpp's LoadAll, which never returns on
+    // some input (",").
+    if (auto problem = findUnsafeYaml(text, {.keys = false, .syntax = false})) {
+      if (problem->second_document) {
+        return configError(file_ + ":" + std::to_string(problem->line) +
+                           ": more than one YAML document; put one config in each file");
+      }
+      return configError(file_ + ":" + std::to_string(problem->line) +
+                         ": invalid YAML: " + problem->reason);
+    }
     std::vector<YAML::Node> docs;
     try {
       docs = YAML::LoadAll(text);
@@ -353,6 +404,13 @@ class FileParser {
     const std::string key = "registry.url";
     auto& r = config_.registry;
     std::string rest;
+    // Credentials are never echoed: not in this message, nor in any below (the message goes to
+    // stderr, the JSON error and the daemon's world-readable status.json).
+    if (url.find('@') != std::string::npos) {
+      return at(k, v, key,
+                "must not contain credentials (user:password@); use registry.auth, got \"" +
+                    maskUrl(url) + "\"");
+    }
     if (url.rfind("https://", 0) == 0) {
       r.scheme = "https";
       rest = url.substr(8);
@@ -360,7 +418,7 @@ class FileParser {
       r.scheme = "http";
       rest = url.substr(7);
     } else {
-      return at(k, v, key, "must start with https:// or http://, got \"" + url + "\"");
+      return at(k, v, key, "must start with https:// or http://, got \"" + maskUrl(url) + "\"");
     }
     if (!rest.empty() && rest.back() == '/') {
       rest.pop_back();
@@ -369,14 +427,20 @@ class FileParser {
       return at(k, v, key,
                 "must be scheme://host[:port] without a path; the proxy-cache projects go under "
                 "mirrors, got \"" +
-                    url + "\"");
+                    maskUrl(url) + "\"");
     }
     if (rest.find('@') != std::string::npos) {
       return at(k, v, key, "must not contain credentials; use registry.auth");
     }
     auto parsed = splitHostPort(rest);
     if (!parsed) {
-      return at(k, v, key, parsed.error().message + ", got \"" + url + "\"");
+      return at(k, v, key, parsed.error().message + ", got \"" + maskUrl(url) + "\"");
+    }
+    if (rest.size() > kMaxHostInFileName) {
+      return at(k, v, key,
+                "the host[:port] is " + std::to_string(rest.size()) + " bytes; at most " +
+                    std::to_string(kMaxHostInFileName) +
+                    " fit the file name of its CA (<host>.crt, written atomically)");
     }
     r.host = rest;
     r.hostname = parsed.value().first;
@@ -798,7 +862,7 @@ Result<std::string> readPasswordFile(const Config& config, const Root& root) {
     return configError(where + path + " is readable by group or others (mode " + mode +
                        "); run chmod 600 " + path);
   }
-  auto content = readFile(path, 64 * 1024);
+  auto content = readFile(path, kMaxPasswordFileSize);
   if (!content) {
     return configError(where + content.error().message);
   }
@@ -815,6 +879,12 @@ Result<std::string> readPasswordFile(const Config& config, const Root& root) {
   if (password.find('\n') != std::string::npos) {
     return configError(where + path + " has more than one line; it must hold only the password");
   }
+  // Written into registries.yaml as a YAML string: a NUL, a control character or a byte that is
+  // not UTF-8 would be rewritten on the way (to U+FFFD), giving k3s another password.
+  if (const size_t bad = firstDisallowedByte(password); bad != std::string::npos) {
+    return configError(where + path + " holds a control character or a byte that is not UTF-8 " +
+                       "(at byte " + std::to_string(bad + 1) + "); a password must be UTF-8 text");
+  }
   return password;
 }
 
@@ -822,7 +892,7 @@ Result<std::string> readPasswordFile(const Config& config, const Root& root) {
 
 Result<Config> loadConfig(const std::string& config_path, const Root& root) {
   std::vector<ConfigSource> sources;
-  auto main_text = readFile(config_path);
+  auto main_text = readFile(config_path, kMaxConfigFileSize);
   if (!main_text) {
     return configError("read config " + config_path + ": " + main_text.error().message);
   }
@@ -834,20 +904,19 @@ Result<Config> loadConfig(const std::string& config_path, const Root& root) {
 
   const auto dropin_dir = std::filesystem::path(config_path).parent_path() / "config.d";
   std::vector<std::string> dropins;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(dropin_dir, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    const auto& p = it->path();
-    if (p.extension() == ".yaml" && p.filename().string().front() != '.') {
+  auto names = listDir(dropin_dir.string());
+  if (!names) {
+    return configError("read config directory: " + names.error().message);
+  }
+  for (const auto& name : names.value().value_or(std::vector<std::string>{})) {
+    const std::filesystem::path p = dropin_dir / name;
+    if (p.extension() == ".yaml" && name.front() != '.') {
       dropins.push_back(p.string());
     }
   }
-  if (ec && ec != std::errc::no_such_file_or_directory) {
-    return configError("read config directory " + dropin_dir.string() + ": " + ec.message());
-  }
   std::sort(dropins.begin(), dropins.end());
   for (const auto& path : dropins) {
-    auto text = readFile(path);
+    auto text = readFile(path, kMaxConfigFileSize);
     if (!text) {
       return configError("read config " + path + ": " + text.error().message);
     }

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/error.h"
 
@@ -26,6 +27,8 @@ class Fd {
   ~Fd();
 
   int get() const { return fd_; }
+  // Gives the descriptor up (to fdopendir, which then owns it).
+  int release() { return std::exchange(fd_, -1); }
   bool valid() const { return fd_ >= 0; }
 
  private:
@@ -46,12 +49,31 @@ class Root {
   std::string dir_;  // empty: the real root
 };
 
-// Files larger than this are not config, certificates or registries.yaml; refuse them rather
-// than read a mistaken /dev/zero into memory.
-inline constexpr size_t kMaxFileSize = 4 * 1024 * 1024;
+// Size limits per kind of file, so a mistaken or hostile file is refused, not read into memory.
+// registries.yaml and CA bundles (everything read through Files): 1 MiB, room for thousands of
+// entries or certificates (a PEM certificate is about 2 KiB). The agent's own config, each
+// drop-in and the state: 256 KiB. A password file: 64 KiB.
+inline constexpr size_t kMaxFileSize = 1024 * 1024;
+inline constexpr size_t kMaxConfigFileSize = 256 * 1024;
+inline constexpr size_t kMaxStateFileSize = 256 * 1024;
+inline constexpr size_t kMaxPasswordFileSize = 64 * 1024;
 
-// Reads a whole file. std::nullopt when it does not exist; an error for anything else.
+// Reads a whole file. std::nullopt when it does not exist; an error for anything else, and for
+// anything but a regular file (a FIFO, device, socket or directory is refused without blocking:
+// the file is opened O_NONBLOCK) or a file larger than limit.
 Result<std::optional<std::string>> readFile(const std::string& path, size_t limit = kMaxFileSize);
+
+// The names in a directory (not "." or ".."), opened like readFile: under --root confined to
+// it, so a config.d that is a symlink out of the root is not listed. std::nullopt when it does
+// not exist.
+Result<std::optional<std::vector<std::string>>> listDir(const std::string& path);
+
+// Confines every function below to root for the rest of the process: a path under root.dir()
+// is resolved by the kernel as if root.dir() were "/" (openat2 RESOLVE_IN_ROOT), so no "..",
+// symlink or absolute symlink inside it leads out. Paths outside root.dir() (a --config given
+// elsewhere) are opened as they are. A system root (no --root) confines nothing. An error when
+// the directory cannot be opened or the kernel has no openat2.
+Status confineTo(const Root& root);
 
 // Writes content to path atomically: a temporary file in the same directory, fsync, rename
 // over path, fsync of the directory. Creates missing parent directories with mode 0755.

@@ -21,6 +21,12 @@ Result<YAML::Node> parseRegistries(const std::optional<std::string>& text,
   if (!text) {
     return YAML::Node(YAML::NodeType::Map);
   }
+  // Refuse what could not be written back with the same meaning (yaml_emit.h says what and
+  // why); after this, the tree has no alias, so walking it is bounded by the text.
+  if (auto plain = checkPlainYaml(*text, source); !plain) {
+    return configError("parse " + plain.error().message +
+                       "; the agent does not rewrite such a file: fix it or move it away");
+  }
   YAML::Node root;
   try {
     root = YAML::Load(*text);
@@ -186,29 +192,56 @@ Result<std::optional<std::string>> removeManagedEntries(const std::string& curre
                   without(doc["configs"], managedBefore(previous, false)));
 }
 
-std::string maskSecrets(const std::string& text, const std::string& secret) {
-  static const std::regex kSecretLine(
-      R"(^(\s*(?:-\s+)?["']?(?:password|auth|identity_token)["']?\s*:\s*)(\S.*)$)");
-  std::string masked;
-  std::string::size_type start = 0;
-  while (start < text.size()) {
-    auto end = text.find('\n', start);
-    const bool has_newline = end != std::string::npos;
-    std::string line = text.substr(start, (has_newline ? end : text.size()) - start);
-    if (!secret.empty()) {
-      for (auto pos = line.find(secret); pos != std::string::npos;
-           pos = line.find(secret, pos + 8)) {
-        line.replace(pos, secret.size(), "********");
-      }
-    }
-    line = std::regex_replace(line, kSecretLine, "$1\"********\"");
-    masked += line;
-    if (has_newline) {
-      masked += '\n';
-    }
-    start = has_newline ? end + 1 : text.size();
+std::string maskSecrets(const std::string& text) {
+  auto ranges = secretRanges(text);
+  if (!ranges) {
+    // Not YAML: no way to tell where its secrets are, so show none of it.
+    return "# (" + std::to_string(std::count(text.begin(), text.end(), '\n')) +
+           " lines not shown: not valid YAML, so its secrets cannot be masked)\n";
   }
-  return masked;
+  // Each range runs from a secret's first byte to the next token. Its first line becomes
+  // "********"; the lines it covers whole become empty; on the line of the next token, what
+  // precedes the token is kept only when it is indentation and indicators ("- ", "? ", ", ").
+  std::string out;
+  size_t copied = 0;
+  for (const auto& r : *ranges) {
+    if (r.begin < copied) {
+      continue;  // nested inside a range already masked
+    }
+    out.append(text, copied, r.begin - copied);
+    out += "\"********\"";
+    const size_t first_eol = text.find('\n', r.begin);
+    if (first_eol == std::string::npos || first_eol >= r.end) {
+      // Ends on the same line: keep the separator after the value (", " in a flow mapping).
+      size_t keep = r.end;
+      while (keep > r.begin && (text[keep - 1] == ' ' || text[keep - 1] == ',')) {
+        --keep;
+      }
+      out.append(text, keep, r.end - keep);
+      copied = r.end;
+      continue;
+    }
+    size_t line_start = first_eol;  // the '\n' that ends the masked first line is kept
+    for (;;) {
+      const size_t next_eol = text.find('\n', line_start + 1);
+      if (next_eol == std::string::npos || next_eol >= r.end) {
+        break;
+      }
+      out += '\n';  // a line wholly inside the range: emptied
+      line_start = next_eol;
+    }
+    out += '\n';
+    const std::string last = text.substr(line_start + 1, r.end - (line_start + 1));
+    const bool only_indicators = last.find_first_not_of(" \t-?:,") == std::string::npos;
+    if (only_indicators) {
+      out += last;
+    } else if (!last.empty()) {
+      out += last.substr(0, last.find_first_not_of(" \t")) + "\"********\", ";
+    }
+    copied = r.end;
+  }
+  out.append(text, copied, std::string::npos);
+  return out;
 }
 
 }  // namespace k3sma

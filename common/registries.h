@@ -44,8 +44,10 @@ Result<std::optional<std::string>> removeManagedEntries(const std::string& curre
                                                         const std::string& source,
                                                         const State& previous);
 
-// Replaces the values of password, auth and identity_token keys with "********", and every
-// occurrence of `secret` (when not empty), so a diff can be shown without leaking them.
-std::string maskSecrets(const std::string& text, const std::string& secret);
+// The text with every password, auth and identity_token value (of any registry, in any YAML
+// form: block scalar, continuation lines, `? password` keys, flow mappings) replaced by
+// "********". Found by parsing, never by searching the text for a password, so a short password
+// cannot mangle other text. Text that is not valid YAML is not shown at all.
+std::string maskSecrets(const std::string& text);
 
 }  // namespace k3sma

@@ -1,6 +1,10 @@
 #include "common/state.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+
+#include "common/config.h"
+#include "common/registries.h"
 
 namespace k3sma {
 namespace {
@@ -17,6 +21,38 @@ const char* originalName(Original o) {
       break;
   }
   return "unknown";
+}
+
+// The state is read back and acted on (restore removes its CA files), so only the agent's own
+// managed paths are accepted: a registries.yaml k3s or RKE2 reads, and CA files directly in the
+// agent's CA folder with a name caInstallPath could have made. A "../../etc/passwd" is refused
+// rather than removed.
+bool isOwnRegistriesPath(const std::string& p) {
+  return p.empty() || p == registriesPath(Distribution::kK3s) ||
+         p == registriesPath(Distribution::kRke2);
+}
+
+bool isOwnCaFile(const std::string& p) {
+  const std::string dir = std::string(kCaDir) + "/";
+  if (p.rfind(dir, 0) != 0) {
+    return false;
+  }
+  const std::string name = p.substr(dir.size());
+  if (name.size() <= 4 || name.size() > 255 || name.compare(name.size() - 4, 4, ".crt") != 0 ||
+      name.front() == '.') {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_';
+  });
+}
+
+// A registries.yaml key the agent wrote: printable, one line (it is shown by status).
+bool isPrintableKey(const std::string& k) {
+  return !k.empty() && std::none_of(k.begin(), k.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
 }
 
 }  // namespace
@@ -46,6 +82,24 @@ Result<State> parseState(const std::string& text, const std::string& source) {
     s.mirrors = reg.at("mirrors").get<std::vector<std::string>>();
     s.configs = reg.at("configs").get<std::vector<std::string>>();
     s.ca_files = j.at("ca_files").get<std::vector<std::string>>();
+    if (!isOwnRegistriesPath(s.registries_path)) {
+      return configError("read state " + source + ": registries.path \"" + s.registries_path +
+                         "\" is not a registries.yaml the agent writes" + fix);
+    }
+    for (const auto& ca : s.ca_files) {
+      if (!isOwnCaFile(ca)) {
+        return configError("read state " + source + ": ca_files: \"" + ca + "\" is not in " +
+                           kCaDir + fix);
+      }
+    }
+    for (const auto* keys : {&s.mirrors, &s.configs}) {
+      for (const auto& key : *keys) {
+        if (!isPrintableKey(key)) {
+          return configError("read state " + source + ": a registries.yaml key is empty or " +
+                             "holds a control character" + fix);
+        }
+      }
+    }
     return s;
   } catch (const nlohmann::json::exception& e) {
     return configError("read state " + source + ": " + e.what() + fix);
@@ -60,7 +114,7 @@ std::string renderState(const State& state) {
                      {"mirrors", state.mirrors},
                      {"configs", state.configs}};
   j["ca_files"] = state.ca_files;
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace k3sma

@@ -1,9 +1,16 @@
 #include "common/yaml_emit.h"
 
+#include <yaml-cpp/eventhandler.h>
+
 #include <algorithm>
 #include <cctype>
+#include <set>
+#include <sstream>
 #include <utility>
+#include <variant>
 #include <vector>
+
+#include "common/log.h"
 
 namespace k3sma {
 namespace {
@@ -86,6 +93,267 @@ YAML::Node quoted(const std::string& value) {
   YAML::Node node(value);
   node.SetTag("!");
   return node;
+}
+
+}  // namespace k3sma
+
+namespace k3sma {
+namespace {
+
+// The length of the UTF-8 character at text[i] when it is one YAML allows in a stream (its
+// "printable" set: no C0 control but tab, LF and CR, no DEL, no C1 control but NEL, no
+// U+FFFE/U+FFFF); 0 if not, or if the bytes are not well-formed UTF-8.
+size_t allowedCharAt(std::string_view text, size_t i) {
+  const auto ch = utf8At(text, i);
+  const char32_t cp = ch.code_point;
+  if (ch.length == 0 || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') ||
+      (cp >= 0x7f && cp <= 0x9f && cp != 0x85) || cp == 0xfffe || cp == 0xffff) {
+    return 0;
+  }
+  return ch.length;
+}
+
+}  // namespace
+
+size_t firstDisallowedByte(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = allowedCharAt(text, i);
+    if (len == 0) {
+      return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+namespace {
+
+struct Refused {
+  int line;  // 1-based
+  std::string reason;
+  bool second_document = false;
+};
+
+bool hasUserinfo(const std::string& value) {
+  const auto scheme = value.find("://");
+  if (scheme == std::string::npos) {
+    return false;
+  }
+  const auto authority_end = value.find_first_of("/?#", scheme + 3);
+  return value
+             .substr(scheme + 3, authority_end == std::string::npos ? std::string::npos
+                                                                    : authority_end - scheme - 3)
+             .find('@') != std::string::npos;
+}
+
+bool isSecretKey(const std::string& key) {
+  return key == "password" || key == "identity_token" || key == "auth";
+}
+
+// Walks the parser's events (no tree is built, so an alias is never expanded) and refuses what
+// cannot be re-emitted with the same meaning; collects where the secrets are on the way.
+class Checker final : public YAML::EventHandler {
+ public:
+  Checker(size_t offset, size_t size, YamlRules rules)
+      : offset_(offset), size_(size), rules_(rules) {}
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    // A second document is refused at its first node (the line a person looks for), or at its
+    // end when it has none.
+    if (++documents_ > 1) {
+      second_document_line_ = mark.line + 1;
+    }
+  }
+  void OnDocumentEnd() override {
+    if (second_document_line_ > 0) {
+      refuseSecondDocument(second_document_line_);
+    }
+  }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    node(mark, "?", anchor, Kind::kLeaf, "");
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t /*anchor*/) override {
+    throw Refused{mark.line + 1, "aliases (*name) are not supported; write the value out"};
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    for (size_t i = 0; i < value.size();) {
+      const size_t len = allowedCharAt(value, i);
+      if (len == 0) {
+        throw Refused{mark.line + 1,
+                      "a value holds a control character or invalid UTF-8 (from an escape)"};
+      }
+      i += len;
+    }
+    node(mark, tag, anchor, Kind::kLeaf, value);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value /*style*/) override {
+    node(mark, tag, anchor, Kind::kSequence, "");
+  }
+  void OnSequenceEnd() override { pop(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value /*style*/) override {
+    node(mark, tag, anchor, Kind::kMap, "");
+  }
+  void OnMapEnd() override { pop(); }
+  void OnAnchor(const YAML::Mark& mark, const std::string& /*name*/) override {
+    throw Refused{mark.line + 1, "anchors (&name) are not supported; write the value out"};
+  }
+
+  std::vector<ByteRange> finish() {
+    for (size_t i : closing_) {
+      ranges_[i].end = size_;
+    }
+    return ranges_;
+  }
+
+ private:
+  enum class Kind { kLeaf, kSequence, kMap };
+  struct Frame {
+    bool map = false;
+    size_t items = 0;  // in a map: keys and values, so an even count means a key comes next
+    std::set<std::string> keys;
+    std::string key;         // the last key seen
+    long secret_range = -1;  // this collection is a secret's value: it closes that range
+  };
+
+  void node(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor, Kind kind,
+            const std::string& value) {
+    const size_t at = offset_ + static_cast<size_t>(mark.pos);
+    for (size_t i : closing_) {
+      ranges_[i].end = std::max(at, ranges_[i].begin);
+    }
+    closing_.clear();
+    const int line = mark.line + 1;
+    if (second_document_line_ > 0) {
+      refuseSecondDocument(line);
+    }
+    if (anchor != YAML::NullAnchor) {
+      throw Refused{line, "anchors (&name) are not supported; write the value out"};
+    }
+    if (!tag.empty() && tag != "?" && tag != "!") {
+      throw Refused{line, "tags such as " + tag + " are not supported; write a plain value"};
+    }
+    bool secret = false;
+    if (!stack_.empty() && stack_.back().map) {
+      Frame& f = stack_.back();
+      if (f.items % 2 == 0) {
+        if (kind != Kind::kLeaf && rules_.keys) {
+          throw Refused{line, "a mapping or list as a key is not supported"};
+        }
+        if (value == "<<") {
+          throw Refused{line, "merge keys (<<) are not supported; write the keys out"};
+        }
+        if (!f.keys.insert(value).second && rules_.keys) {
+          throw Refused{line, "the key \"" + value + "\" appears twice in one mapping"};
+        }
+        f.key = value;
+      } else {
+        secret = isSecretKey(f.key) && !(f.key == "auth" && kind == Kind::kMap);
+      }
+      ++f.items;
+    }
+    // A URL with userinfo (an endpoint "https://user:password@mirror") is a secret too.
+    secret = secret || (kind == Kind::kLeaf && hasUserinfo(value));
+    if (secret) {
+      ranges_.push_back({at, size_});
+    }
+    if (kind == Kind::kLeaf) {
+      if (secret) {
+        closing_.push_back(ranges_.size() - 1);
+      }
+      return;
+    }
+    if (stack_.size() >= static_cast<size_t>(kMaxYamlDepth)) {
+      throw Refused{line, "nested deeper than " + std::to_string(kMaxYamlDepth) + " levels"};
+    }
+    Frame f;
+    f.map = kind == Kind::kMap;
+    f.secret_range = secret ? static_cast<long>(ranges_.size() - 1) : -1;
+    stack_.push_back(std::move(f));
+  }
+
+  [[noreturn]] static void refuseSecondDocument(int line) {
+    throw Refused{line, "more than one YAML document; keep one per file (k3s reads only the first)",
+                  true};
+  }
+
+  void pop() {
+    if (!stack_.empty()) {
+      if (stack_.back().secret_range >= 0) {
+        closing_.push_back(static_cast<size_t>(stack_.back().secret_range));
+      }
+      stack_.pop_back();
+    }
+  }
+
+  size_t offset_;  // yaml-cpp's positions leave out a byte-order mark
+  size_t size_;
+  YamlRules rules_;
+  int documents_ = 0;
+  int second_document_line_ = 0;
+  std::vector<Frame> stack_;
+  std::vector<ByteRange> ranges_;
+  std::vector<size_t> closing_;  // ranges that end at the next token
+};
+
+int lineAt(std::string_view text, size_t offset) {
+  return 1 +
+         static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(offset), '\n'));
+}
+
+// The secrets' ranges, or the first problem.
+std::variant<std::vector<ByteRange>, YamlProblem> walk(const std::string& text, YamlRules rules) {
+  const size_t bad = firstDisallowedByte(text);
+  if (bad != std::string::npos) {
+    char byte[8];
+    std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(text[bad]));
+    return YamlProblem{lineAt(text, bad), std::string("byte ") + byte + " is " +
+                                              (text[bad] == '\0' ? "NUL" : "not allowed") +
+                                              " (YAML is UTF-8 text without control characters)"};
+  }
+  const size_t bom = text.rfind("\xef\xbb\xbf", 0) == 0 ? 3 : 0;
+  Checker checker(bom, text.size(), rules);
+  std::istringstream in(text);
+  try {
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(checker)) {
+    }
+  } catch (const Refused& r) {
+    return YamlProblem{r.line, r.reason, r.second_document};
+  } catch (const YAML::Exception& e) {
+    if (rules.syntax) {
+      return YamlProblem{e.mark.line + 1, e.msg};
+    }
+    return std::vector<ByteRange>{};
+  }
+  return checker.finish();
+}
+
+}  // namespace
+
+std::optional<YamlProblem> findUnsafeYaml(const std::string& text, YamlRules rules) {
+  auto walked = walk(text, rules);
+  if (auto* problem = std::get_if<YamlProblem>(&walked)) {
+    return *problem;
+  }
+  return std::nullopt;
+}
+
+Status checkPlainYaml(const std::string& text, const std::string& source) {
+  if (auto problem = findUnsafeYaml(text)) {
+    return configError(source + ":" + std::to_string(problem->line) + ": " + problem->reason);
+  }
+  return Ok{};
+}
+
+std::optional<std::vector<ByteRange>> secretRanges(const std::string& text) {
+  auto walked = walk(text, YamlRules{});
+  if (auto* ranges = std::get_if<std::vector<ByteRange>>(&walked)) {
+    return std::move(*ranges);
+  }
+  return std::nullopt;
 }
 
 }  // namespace k3sma

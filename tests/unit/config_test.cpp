@@ -85,6 +85,33 @@ mirrors:
 // ---------------------------------------------------------------------------------------------
 // Valid configs
 
+// Credentials in registry.url are refused and never echoed, whatever else is wrong with it: the
+// message goes to stderr, the JSON error and the world-readable status.json.
+TEST(ConfigParser, NeverEchoesCredentialsOrQueriesOfTheCacheUrl) {
+  for (const char* url :
+       {"https://robot:hunter2@harbor.home.lab", "https://hunter2@h/v2/p", "ftp://u:hunter2@h",
+        "u:hunter2@h", "https://h/p?token=hunter2", "https://h/#hunter2", "harbor?hunter2"}) {
+    const auto message =
+        errorOf(parse(std::string("registry:\n  url: \"") + url + "\"\nmirrors: {docker.io: p}\n"));
+    EXPECT_THAT(message, HasSubstr("registry.url")) << url;
+    EXPECT_THAT(message, Not(HasSubstr("hunter2"))) << message;
+  }
+}
+
+// The cache's host[:port] is a file name (its CA, <host>.crt, written as .<host>.crt.tmp-PID):
+// check must refuse what apply could not write.
+TEST(ConfigParser, RefusesAHostTooLongForTheFileNameOfItsCa) {
+  const std::string label(63, 'a');
+  const std::string host253 = label + "." + label + "." + label + "." + std::string(61, 'b');
+  EXPECT_THAT(errorOf(parse("registry: {url: \"https://" + host253 + "\"}\nmirrors: {a.io: p}\n")),
+              HasSubstr("at most 238 fit the file name"));
+  const std::string host238 = label + "." + label + "." + label + "." + std::string(46, 'c');
+  EXPECT_TRUE(parse("registry: {url: \"https://" + host238 + "\"}\nmirrors: {a.io: p}\n").ok());
+  EXPECT_THAT(errorOf(parse("registry: {url: \"https://" + std::string(64, 'a') +
+                            ".lab\"}\nmirrors: {a.io: p}\n")),
+              HasSubstr("is not a valid host name"));
+}
+
 TEST(ConfigParser, ReadsTheSpecExampleWithEveryField) {
   const Config c = parseValid(kSpecExample);
 

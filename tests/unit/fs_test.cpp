@@ -17,6 +17,65 @@ mode_t modeOf(const std::string& path) {
   return st.st_mode & 07777;
 }
 
+TEST(ReadFile, RefusesAFifoAtOnceInsteadOfWaitingForAWriter) {
+  TempDir dir;
+  const std::string path = dir.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  auto read = readFile(path);  // blocked for ever in open() before
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.error().message, "read " + path + ": a FIFO, not a regular file");
+}
+
+TEST(ReadFile, RefusesADirectoryAndADevice) {
+  TempDir dir;
+  EXPECT_NE(readFile(dir.path()).error().message.find("a directory"), std::string::npos);
+  EXPECT_NE(readFile("/dev/zero").error().message.find("a device"), std::string::npos);
+}
+
+TEST(ReadFile, RefusesAFileOverItsLimitBeforeReadingIt) {
+  TempDir dir;
+  const std::string path = dir.path() + "/big";
+  ASSERT_TRUE(writeFileAtomic(path, std::string(2000, 'x'), 0600).ok());
+  auto read = readFile(path, 1999);
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.error().message, "read " + path + ": larger than 1999 bytes");
+  EXPECT_TRUE(readFile(path, 2000).ok());
+}
+
+// Confinement is process-wide; each test that sets it puts the system root back.
+struct Confined {
+  explicit Confined(const Root& root) { EXPECT_TRUE(confineTo(root).ok()); }
+  ~Confined() { EXPECT_TRUE(confineTo(Root()).ok()); }
+};
+
+TEST(ConfineTo, ResolvesAbsoluteSymlinksAndDotDotInsideTheRoot) {
+  TempDir outside;
+  TempDir root;
+  ASSERT_TRUE(writeFileAtomic(outside.path() + "/secret", "outside", 0600).ok());
+  ASSERT_TRUE(writeFileAtomic(root.path() + outside.path() + "/secret", "inside", 0600).ok());
+  ASSERT_EQ(::symlink((outside.path() + "/secret").c_str(), (root.path() + "/abs").c_str()), 0);
+  Confined confined{Root(root.path())};
+  // The absolute symlink means the same path inside the root, as it would after chroot.
+  EXPECT_EQ(readFile(root.path() + "/abs").value(), "inside");
+  EXPECT_EQ(readFile(root.path() + "/../../../../.." + outside.path() + "/secret").value(),
+            "inside");
+  // A path outside the root (a --config elsewhere) opens as given.
+  EXPECT_EQ(readFile(outside.path() + "/secret").value(), "outside");
+}
+
+TEST(ConfineTo, WritesAndRemovesThroughADirectorySymlinkOnlyInsideTheRoot) {
+  TempDir outside;
+  TempDir root;
+  ASSERT_EQ(::symlink(outside.path().c_str(), (root.path() + "/etc").c_str()), 0);
+  ASSERT_TRUE(writeFileAtomic(outside.path() + "/victim", "keep", 0600).ok());
+  Confined confined{Root(root.path())};
+  EXPECT_FALSE(writeFileAtomic(root.path() + "/etc/new", "x", 0600).ok());  // dangling inside
+  EXPECT_TRUE(removeFile(root.path() + "/etc/victim").ok());  // nothing there inside the root
+  EXPECT_FALSE(std::filesystem::exists(outside.path() + "/new"));
+  EXPECT_EQ(readFile(outside.path() + "/victim").value(), "keep");
+  EXPECT_FALSE(statFile(root.path() + "/etc/victim").ok());
+}
+
 TEST(WriteFileAtomic, WritesContentWithExactModeEvenUnderAStrictUmask) {
   TempDir dir;
   const mode_t old_umask = ::umask(077);

@@ -6,7 +6,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <set>
+#include <vector>
 
+#include "common/yaml_emit.h"
 #include "tests/support/golden.h"
 
 namespace k3sma {
@@ -286,14 +288,97 @@ TEST(CaInstallPath, UsesOnlySafeCharactersFromTheCacheHost) {
             "/usr/local/share/ca-certificates/k3s-mirror-agent/_fd00__1__8443.crt");
 }
 
-TEST(MaskSecrets, HidesPasswordValuesAndTheConfiguredSecret) {
+TEST(MaskSecrets, HidesPasswordValuesWhereverTheyAreNotWhatTheyContain) {
   const std::string text =
-      "configs:\n  h:\n    auth:\n      password: \"hunter2\"\n      username: \"u\"\n"
-      "x: token-hunter2-end\n";
-  const auto masked = maskSecrets(text, "hunter2");
-  EXPECT_EQ(masked.find("hunter2"), std::string::npos) << masked;
+      "configs:\n  h:\n    auth:\n      password: \"o\"\n      username: \"u\"\n"
+      "x: docker.io\n";
+  const auto masked = maskSecrets(text);
+  // A one-letter password must not mangle other text (docker.io keeps its o's).
+  EXPECT_NE(masked.find("x: docker.io"), std::string::npos) << masked;
   EXPECT_NE(masked.find("password: \"********\""), std::string::npos) << masked;
-  EXPECT_NE(masked.find("username: \"u\""), std::string::npos);
+  EXPECT_NE(masked.find("username: \"u\""), std::string::npos) << masked;
+}
+
+TEST(MaskSecrets, HidesBlockScalarsContinuationLinesAndExplicitKeys) {
+  const std::string text =
+      "configs:\n"
+      "  a:\n    auth:\n      password: |\n        s3cret-block\n      username: ua\n"
+      "  b:\n    auth:\n      password: first\n        s3cret-cont\n      username: ub\n"
+      "  c:\n    auth:\n      ? password\n      : s3cret-key\n      username: uc\n"
+      "  d:\n    auth: {password: s3cret-flow, username: ud}\n"
+      "  e:\n    auth:\n      auth: s3cret-auth\n      identity_token: >\n        s3cret-tok\n";
+  const auto masked = maskSecrets(text);
+  EXPECT_EQ(masked.find("s3cret"), std::string::npos) << masked;
+  for (const char* user : {"ua", "ub", "uc", "ud"}) {
+    EXPECT_NE(masked.find(std::string("username: ") + user), std::string::npos) << masked;
+  }
+}
+
+TEST(MaskSecrets, HidesAnEndpointUrlWithCredentials) {
+  const auto masked = maskSecrets(
+      "mirrors:\n  m.io:\n    endpoint:\n      - \"https://u:s3cret@m.io/v2\"\n"
+      "      - https://plain.io\n");
+  EXPECT_EQ(masked.find("s3cret"), std::string::npos) << masked;
+  EXPECT_NE(masked.find("https://plain.io"), std::string::npos) << masked;
+}
+
+TEST(MaskSecrets, EndsANestedSecretWhereItsValueEnds) {
+  const auto masked =
+      maskSecrets("a:\n  password:\n    password: s3cret\n    x: s3cret\nb: shown\n");
+  EXPECT_EQ(masked.find("s3cret"), std::string::npos) << masked;
+  EXPECT_NE(masked.find("b: shown"), std::string::npos) << masked;
+}
+
+TEST(MaskSecrets, ShowsNothingOfTextThatIsNotYaml) {
+  const auto masked = maskSecrets("configs: {h: {auth: {password: s3cret\n");
+  EXPECT_EQ(masked.find("s3cret"), std::string::npos) << masked;
+}
+
+TEST(CheckPlainYaml, RefusesWhatCannotBeReEmittedWithTheSameMeaningAndNamesTheLine) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"a: 1\nx: &a [*a]\n", "f:2: anchors"},
+      {"a: 1\nb: *x\n", "f:2:"},
+      {"base: {a: 1}\nm:\n  <<: {b: 2}\n", "f:3: merge keys"},
+      {"x: !!binary aGk=\n", "f:1: tags"},
+      {"a: 1\na: 2\n", "f:2: the key \"a\" appears twice"},
+      {"? [a]\n: 1\n", "f:1: a mapping or list as a key"},
+      {"a: 1\n---\nb: 2\n", "more than one YAML document"},
+      {"a: \"\\0\"\n", "f:1: a value holds a control character"},
+      {"a: 1\nb: \xff\n", "f:2: byte 0xff"},
+      {std::string("a: 1\nb: x\0y\n", 12), "f:2: byte 0x00 is NUL"},
+      {"a: \x1b[31m\n", "f:1: byte 0x1b"},
+  };
+  for (const auto& [text, expected] : cases) {
+    auto checked = checkPlainYaml(text, "f");
+    ASSERT_FALSE(checked) << text;
+    EXPECT_NE(checked.error().message.find(expected), std::string::npos) << checked.error().message;
+  }
+}
+
+TEST(CheckPlainYaml, BoundsNestingDepth) {
+  std::string deep(kMaxYamlDepth + 1, '[');
+  deep += std::string(kMaxYamlDepth + 1, ']');
+  auto checked = checkPlainYaml(deep, "f");
+  ASSERT_FALSE(checked);
+  EXPECT_NE(checked.error().message.find("nested deeper than"), std::string::npos);
+  std::string ok(kMaxYamlDepth, '[');
+  ok += std::string(kMaxYamlDepth, ']');
+  EXPECT_TRUE(checkPlainYaml(ok, "f"));
+}
+
+TEST(CheckPlainYaml, AcceptsWhatK3sFilesUse) {
+  EXPECT_TRUE(
+      checkPlainYaml("\xef\xbb\xbfmirrors:\n  docker.io:\n    endpoint: [\"https://h\"]\n"
+                     "configs:\n  h:\n    auth: {username: u, password: 'p'}\n"
+                     "    tls: {insecure_skip_verify: true}\n# caf\xc3\xa9\n",
+                     "f"));
+}
+
+TEST(RenderRegistries, RefusesAnAliasCycleInTheNodesFile) {
+  auto config = configFrom("registry: {url: \"https://h\"}\nmirrors: {docker.io: a}\n");
+  auto r = renderRegistries(config, "", std::string("x: &a [*a]\n"), "/r.yaml", State{});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("/r.yaml:1: anchors"), std::string::npos) << r.error().message;
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/log.h"
 #include "version.h"
 
 namespace k3sma {
@@ -418,6 +419,26 @@ TEST(StatusJson, EscapesWhatAnErrorMessageCarries) {
   DaemonStatus s = upToDate();
   s.config_error = "config.yaml:3: \"mirrors\": bad\tvalue\\ here\nand more";
   EXPECT_EQ(parsed(s)["config"]["error"], *s.config_error);
+}
+
+TEST(StatusJson, NeverAbortsOnBytesThatAreNotUtf8) {
+  DaemonStatus s = upToDate();
+  s.config_error = "read config /etc/k3s-mirror-agent/config.d/\xff\xfe.yaml: bogus";
+  const Json j = parsed(s);  // statusJson threw (exit 134) before
+  EXPECT_EQ(j["config"]["error"],
+            "read config /etc/k3s-mirror-agent/config.d/\xef\xbf\xbd\xef\xbf\xbd.yaml: bogus");
+}
+
+// Every log message passes through printable(): one line, no terminal escape, valid UTF-8.
+TEST(Printable, EscapesControlCharactersAndInvalidBytesAndKeepsUtf8) {
+  EXPECT_EQ(printable("caf\xc3\xa9 \xe2\x9c\x93"), "caf\xc3\xa9 \xe2\x9c\x93");
+  EXPECT_EQ(printable("a\nb\tc\rd"), "a\\nb\\tc\\rd");
+  EXPECT_EQ(printable("\x1b[2J"), "\\x1b[2J");
+  EXPECT_EQ(printable(std::string("x\0y", 3)), "x\\x00y");
+  EXPECT_EQ(printable("\xff\xc0\xaf"), "\\xff\\xc0\\xaf");  // invalid, overlong
+  EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a surrogate
+  EXPECT_EQ(printable("\xc2\x9b"), "\\xc2\\x9b");           // C1 CSI
+  EXPECT_EQ(printable("\xe2\x9c"), "\\xe2\\x9c");           // cut short
 }
 
 // ---------------------------------------------------------------------------------------------
