@@ -4,11 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <map>
 
 #include "agent/restart.h"
+#include "common/desired.h"
+#include "common/journal.h"
 #include "common/registries.h"
 
 namespace k3sma {
@@ -20,7 +20,7 @@ Result<FileLock> waitForLock(const Root& root, Deps& deps) {
   const std::string path = root.path(kLockPath);
   bool said = false;
   for (;;) {
-    auto lock = FileLock::tryAcquire(path);
+    auto lock = deps.files.tryLock(path);
     if (!lock) {
       return lock.error();
     }
@@ -92,7 +92,7 @@ Result<OnDisk> readCurrent(const std::vector<DesiredFile>& desired, const Root& 
       on_disk.content[want.path] = std::move(have.value());
     }
     if (on_disk.content[want.path]) {
-      if (auto info = statFile(root.path(want.path))) {
+      if (auto info = deps.files.stat(root.path(want.path))) {
         on_disk.modes[want.path] = info.value().mode;
       }
     }
@@ -147,19 +147,30 @@ Status runUpdateCa(const Root& root, Deps& deps, bool fresh) {
 // What executeFiles did, so that it can be undone.
 struct Executed {
   std::vector<const FileChange*> done;  // in the order done
-  bool ca_changed = false;
+  bool ca_changed = false;              // a CA file, or the trust store itself
+  // The trust bundle before anything ran: when the store cannot be rebuilt after an undo, it
+  // tells whether it was ever changed (update-ca-certificates failed before writing it).
+  std::optional<std::string> bundle_before;
 };
 
-// Puts back every file in executed, in reverse order, and rebuilds the trust store if a CA
-// file had changed. Returns what could not be put back; empty when all is as before.
-std::vector<std::string> undo(const Executed& executed, const Root& root, Deps& deps) {
+std::optional<std::string> readBundle(const Root& root, Deps& deps) {
+  auto bundle = deps.files.read(root.path(kTrustBundlePath));
+  return bundle ? bundle.value() : std::nullopt;
+}
+
+// Puts back every file in executed, in reverse order, with the mode it had, and rebuilds the
+// trust store if a CA file had changed. Returns what could not be put back; empty when all is
+// as before. A rebuild that fails while the bundle is still what it was is not "left": nothing
+// needed fixing, so it is only a note.
+std::vector<std::string> undo(const Executed& executed, const Root& root, Deps& deps,
+                              std::vector<std::string>& notes) {
   std::vector<std::string> left;
   bool ca_removed = false;  // putting back "absent" removes a CA file
   for (auto it = executed.done.rbegin(); it != executed.done.rend(); ++it) {
     const FileChange& change = **it;
     ca_removed = ca_removed || (change.role == FileRole::kCa && !change.before);
     const std::string path = root.path(change.path);
-    Status undone = change.before ? deps.files.write(path, *change.before, change.mode)
+    Status undone = change.before ? deps.files.write(path, *change.before, change.before_mode)
                                   : deps.files.remove(path);
     if (!undone) {
       left.push_back(change.path + " (" + undone.error().message + ")");
@@ -167,7 +178,12 @@ std::vector<std::string> undo(const Executed& executed, const Root& root, Deps& 
   }
   if (executed.ca_changed) {
     if (auto ran = runUpdateCa(root, deps, ca_removed); !ran) {
-      left.push_back("the system trust store (" + ran.error().message + ")");
+      if (executed.bundle_before && readBundle(root, deps) == executed.bundle_before) {
+        notes.push_back("the trust store was not rebuilt after the undo (" +
+                        ran.error().message + "), but its bundle is as it was before");
+      } else {
+        left.push_back("the system trust store (" + ran.error().message + ")");
+      }
     }
   }
   return left;
@@ -181,16 +197,124 @@ std::string joined(const std::vector<std::string>& items) {
   return list;
 }
 
+Status dropJournal(const Root& root, Deps& deps) {
+  return deps.files.remove(root.path(kJournalPath));
+}
+
+// The change is final (done, or undone in full): the journal goes. If it cannot, the next run
+// undoes the change and makes it again: safe, so only a warning.
+void finishJournal(const ApplyOptions& options, Deps& deps, Report& report) {
+  if (!options.journal) {
+    return;
+  }
+  if (auto dropped = dropJournal(options.root, deps); !dropped) {
+    report.warnings.push_back(dropped.error().message +
+                              "; the next run will undo this change and make it again");
+  }
+}
+
+// Puts back what the journal recorded, under the lock the caller holds. Ok with nothing to do
+// when there is no journal.
+Status recover(const Root& root, Deps& deps, Report& report) {
+  const std::string path = root.path(kJournalPath);
+  auto text = deps.files.read(path);
+  if (!text) {
+    return text.error();
+  }
+  if (!text.value()) {
+    return Ok{};
+  }
+  auto journal = parseJournal(*text.value(), path);
+  if (!journal) {
+    return journal.error();
+  }
+  const Journal& j = journal.value();
+  spdlog::warn("an interrupted {} is recorded in {}: putting its {} files back as they were",
+               j.operation, path, j.files.size());
+  std::vector<std::string> left;
+  for (auto it = j.files.rbegin(); it != j.files.rend(); ++it) {
+    const std::string target = root.path(it->path);
+    Status undone = it->before ? deps.files.write(target, *it->before, it->before_mode)
+                               : deps.files.remove(target);
+    if (!undone) {
+      left.push_back(it->path + " (" + undone.error().message + ")");
+    }
+  }
+  for (const auto& command : j.commands) {
+    if (command != kRebuildTrustStore) {
+      left.push_back("the command " + command + " (not one this version runs)");
+      continue;
+    }
+    // --fresh: the interrupted run may have removed a CA file.
+    if (auto ran = runUpdateCa(root, deps, true); !ran) {
+      left.push_back("the system trust store (" + ran.error().message + ")");
+    }
+  }
+  if (!left.empty()) {
+    return Error{"undo the interrupted " + j.operation + " recorded in " + path +
+                     ": these could NOT be put back: " + joined(left) +
+                     "; the journal is kept, the next run tries again",
+                 ErrorKind::kPartial};
+  }
+  if (auto dropped = dropJournal(root, deps); !dropped) {
+    return dropped;
+  }
+  report.notes.push_back("an interrupted " + j.operation +
+                         " was undone first: its files are back as they were before it");
+  return Ok{};
+}
+
+Result<bool> journalPending(const Root& root, Deps& deps) {
+  auto text = deps.files.read(root.path(kJournalPath));
+  if (!text) {
+    return text.error();
+  }
+  return text.value().has_value();
+}
+
+// Takes the lock once per run (flock conflicts even within one process across two opens) and
+// finishes an interrupted run. An error leaves report.error set.
+bool lockAndRecover(const ApplyOptions& options, Deps& deps, std::optional<FileLock>& lock,
+                    Report& report) {
+  if (!lock) {
+    auto acquired = waitForLock(options.root, deps);
+    if (!acquired) {
+      report.error = acquired.error();
+      return false;
+    }
+    lock.emplace(std::move(acquired.value()));
+  }
+  if (auto recovered = recover(options.root, deps, report); !recovered) {
+    report.error = recovered.error();
+    return false;
+  }
+  return true;
+}
+
 // Performs the plan's file changes in order, rebuilding the trust store once after the last CA
-// file; on the first failure undoes what it did and sets report.error.
-Executed executeFiles(const Plan& plan, const Root& root, Deps& deps, Report& report) {
+// file; the journal first. On the first failure undoes what it did and sets report.error.
+Executed executeFiles(const Plan& plan, const ApplyOptions& options, const std::string& operation,
+                      Deps& deps, Report& report) {
+  const Root& root = options.root;
   Executed executed;
+  if (options.journal) {
+    if (auto noted = deps.files.write(root.path(kJournalPath),
+                                      renderJournal(journalFor(plan, operation)), 0600);
+        !noted) {
+      report.error = Error{noted.error().message + "; nothing was changed", ErrorKind::kApply};
+      return {};
+    }
+  }
+  if (plan.update_ca_certificates) {
+    executed.bundle_before = readBundle(root, deps);
+  }
   std::optional<Error> failure;
   const bool ca_removed =
       std::any_of(plan.changes.begin(), plan.changes.end(),
                   [](const FileChange& c) { return c.role == FileRole::kCa && !c.after; });
   for (const auto& step : steps(plan)) {
     if (step.change == nullptr) {
+      executed.ca_changed = true;
       if (auto ran = runUpdateCa(root, deps, ca_removed); !ran) {
         failure = ran.error();
         break;
@@ -215,10 +339,11 @@ Executed executeFiles(const Plan& plan, const Root& root, Deps& deps, Report& re
     return executed;
   }
   spdlog::error("{}; putting the previous files back", failure->message);
-  const auto left = undo(executed, root, deps);
+  const auto left = undo(executed, root, deps, report.notes);
   report.rolled_back = true;
   report.actions.clear();
   if (left.empty()) {
+    finishJournal(options, deps, report);
     report.error = Error{failure->message + "; the previous files were put back, nothing changed",
                          ErrorKind::kApply};
   } else {
@@ -248,14 +373,8 @@ Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& optio
     report.notes.push_back(word + " reads these files only when it starts; " + why);
     return std::optional<RestartTarget>{};
   };
-  if (!options.root.isSystem()) {
-    return skip("no unit restarted: --root was given");
-  }
-  if (options.no_restart) {
-    return skip("no unit restarted: --no-restart was given");
-  }
-  if (config.k3s.restart == RestartPolicy::kNever) {
-    return skip("no unit restarted: k3s.restart is never");
+  if (auto why = whyNoRestart(options, config.k3s)) {
+    return skip("no unit restarted: " + *why);
   }
   auto systemd = deps.connect_systemd(deps.heartbeat);
   if (!systemd) {
@@ -289,19 +408,20 @@ Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& optio
 // After a restart, k3s rewrites containerd's hosts.toml for every mirror. Where k3s's data dir
 // exists, wait (within the deadline) for each to be rewritten and to name the cache endpoint;
 // report the ones that were not. Not a reason to roll back: k3s itself is up.
-void checkHostsToml(const Config& config, Deps& deps, std::chrono::system_clock::time_point since,
+void checkHostsToml(const Config& config, const Root& root, Deps& deps,
+                    std::chrono::system_clock::time_point since,
                     std::chrono::steady_clock::time_point deadline, Report& report) {
-  if (!statFile(dataDir(config.k3s.distribution))) {
+  if (!deps.files.stat(root.path(dataDir(config.k3s.distribution)))) {
     return;  // not a k3s that writes hosts.toml here (or not started yet)
   }
   auto pending = expectedHostsToml(config);
   for (;;) {
     std::erase_if(pending, [&](const HostsToml& h) {
-      auto info = statFile(h.path);
+      auto info = deps.files.stat(root.path(h.path));
       if (!info || info.value().modified < since) {
         return false;
       }
-      auto text = deps.files.read(h.path);
+      auto text = deps.files.read(root.path(h.path));
       return text && text.value() && text.value()->find(h.endpoint) != std::string::npos;
     });
     if (pending.empty() || deps.clock.now() >= deadline) {
@@ -331,6 +451,19 @@ std::vector<std::string> updateCaCommand(const Root& root, bool fresh) {
                            root.path("/etc/ssl/certs"), "--hooksdir",
                            root.path("/etc/ca-certificates/update.d")});
   return argv;
+}
+
+std::optional<std::string> whyNoRestart(const ApplyOptions& options, const K3sSettings& k3s) {
+  if (!options.root.isSystem() && !options.restart_under_root) {
+    return "--root was given";
+  }
+  if (options.no_restart) {
+    return "--no-restart was given";
+  }
+  if (k3s.restart == RestartPolicy::kNever) {
+    return "k3s.restart is never";
+  }
+  return std::nullopt;
 }
 
 Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
@@ -370,6 +503,10 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
   if (!current) {
     return current.error();
   }
+  auto backup = readNodeFile(deps, root, kBackupPath);
+  if (!backup) {
+    return backup.error();
+  }
   const std::string ca_path = ca.value() ? caInstallPath(c.registry) : "";
   auto rendered =
       renderRegistries(c, ca_path, current.value(), root.path(registries), prepared.state);
@@ -380,42 +517,38 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
   prepared.registries_path = registries;
   prepared.registries_text = rendered.value().text;
 
-  State next = prepared.state;
-  next.registries_path = registries;
-  next.mirrors = rendered.value().mirrors;
-  next.configs = rendered.value().configs;
-  next.ca_files = ca_path.empty() ? std::vector<std::string>{} : std::vector{ca_path};
-
-  std::vector<DesiredFile> desired;
-  // The first time the agent replaces registries.yaml it keeps the node's own file for restore.
-  if (next.original == Original::kUnknown && current.value() != rendered.value().text) {
-    if (current.value()) {
-      next.original = Original::kBackedUp;
-      desired.push_back({kBackupPath, current.value(), 0600, FileRole::kBackup});
-    } else {
-      next.original = Original::kAbsent;
-    }
-  }
-  for (const auto& old : prepared.state.ca_files) {
-    if (old != ca_path) {
-      desired.push_back({old, std::nullopt, 0644, FileRole::kCa});  // the cache host changed
-    }
-  }
+  ApplyInputs in;
+  in.registries_path = registries;
+  in.registries_text = rendered.value().text;
+  in.mirrors = rendered.value().mirrors;
+  in.configs = rendered.value().configs;
+  in.registries_now = current.value();
+  in.backup_exists = backup.value().has_value();
+  in.state = prepared.state;
+  in.ca_path = ca_path;
   if (ca.value()) {
-    desired.push_back({ca_path, ca.value()->pem, 0644, FileRole::kCa});
+    in.ca_pem = ca.value()->pem;
   }
-  desired.push_back({registries, rendered.value().text, 0600, FileRole::kRegistries});
-  desired.push_back({kStatePath, renderState(next), 0600, FileRole::kState});
+  const DesiredFiles desired = desiredForApply(in);
 
-  auto on_disk = readCurrent(desired, root, deps, registries, current.value());
+  auto on_disk = readCurrent(desired.files, root, deps, registries, current.value());
   if (!on_disk) {
     return on_disk.error();
   }
-  prepared.plan = makePlan(desired, on_disk.value().content, on_disk.value().modes);
+  // The trust store is judged by what its bundle holds, not by the CA file alone: a run killed
+  // between writing the CA file and update-ca-certificates left a right file and a store that
+  // does not trust it.
+  bool rebuild = false;
+  if (ca.value() && on_disk.value().content[ca_path] == ca.value()->pem) {
+    const auto bundle = readBundle(root, deps);
+    rebuild = !bundle || !bundleHolds(*bundle, ca.value()->pem);
+  }
+  prepared.plan =
+      makePlan(desired.files, on_disk.value().content, on_disk.value().modes, rebuild);
   // With --root, update-ca-certificates needs the root's trust store directory; find out now
   // rather than after the files were written.
   if (prepared.plan.update_ca_certificates && !root.isSystem() &&
-      !statFile(root.path("/etc/ssl/certs"))) {
+      !deps.files.stat(root.path("/etc/ssl/certs"))) {
     return configError("update the trust store under --root " + root.dir() + ": " +
                        root.path("/etc/ssl/certs") +
                        " does not exist; the root must be laid out "
@@ -424,9 +557,40 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
   return prepared;
 }
 
+Report recoverInterrupted(const ApplyOptions& options, Deps& deps) {
+  Report report;
+  auto pending = journalPending(options.root, deps);
+  if (!pending) {
+    report.error = pending.error();
+    return report;
+  }
+  if (pending.value()) {
+    std::optional<FileLock> lock;
+    lockAndRecover(options, deps, lock, report);
+  }
+  return report;
+}
+
 Report apply(const ApplyOptions& options, Deps& deps) {
   Report report;
   report.dry_run = options.dry_run;
+  std::optional<FileLock> lock;
+  // An interrupted run first: what is on disk now is half of it, and planning on that would
+  // take the agent's own half-written files for the node's.
+  auto pending = journalPending(options.root, deps);
+  if (!pending) {
+    report.error = pending.error();
+    return report;
+  }
+  if (pending.value()) {
+    if (options.dry_run) {
+      report.notes.push_back(
+          "an interrupted run is recorded in " + std::string(kJournalPath) +
+          "; the next apply or restore undoes it first (shown here: the node as it is now)");
+    } else if (!lockAndRecover(options, deps, lock, report)) {
+      return report;
+    }
+  }
   auto prepared = prepare(options, deps);
   if (!prepared) {
     report.error = prepared.error();
@@ -447,9 +611,12 @@ Report apply(const ApplyOptions& options, Deps& deps) {
   // bus or an ambiguous unit leaves the node exactly as it was (not even a lock file).
   std::optional<RestartTarget> target;
   bool target_known = false;
+  std::vector<std::string> target_notes;  // why nothing is restarted: said once files change
   auto find_target = [&]() -> Status {
     target_known = true;
-    auto found = findRestartTarget(options, prepared.value().config, deps, report);
+    Report said;
+    auto found = findRestartTarget(options, prepared.value().config, deps, said);
+    target_notes = std::move(said.notes);
     if (!found) {
       return found.error();
     }
@@ -463,12 +630,11 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     }
   }
 
-  auto lock = waitForLock(options.root, deps);
-  if (!lock) {
-    report.error = lock.error();
+  // Under the lock: an interrupted run (one killed while this one waited) is undone, and
+  // another apply may have finished meanwhile: look again.
+  if (!lockAndRecover(options, deps, lock, report)) {
     return report;
   }
-  // Another apply may have finished while this one waited for the lock: look again under it.
   prepared = prepare(options, deps);
   if (!prepared) {
     report.error = prepared.error();
@@ -477,7 +643,6 @@ Report apply(const ApplyOptions& options, Deps& deps) {
   const Plan& plan = prepared.value().plan;
   const Config& config = prepared.value().config;
   if (plan.empty()) {
-    report.notes.clear();
     return report;
   }
   report.restart_needed = plan.restart_needed;
@@ -488,8 +653,13 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     }
   }
 
-  const Executed executed = executeFiles(plan, options.root, deps, report);
-  if (report.error || !target) {
+  report.notes.insert(report.notes.end(), target_notes.begin(), target_notes.end());
+  const Executed executed = executeFiles(plan, options, "apply", deps, report);
+  if (report.error) {
+    return report;
+  }
+  if (!target) {
+    finishJournal(options, deps, report);
     return report;
   }
 
@@ -497,16 +667,20 @@ Report apply(const ApplyOptions& options, Deps& deps) {
   auto deadline = deps.clock.now() + config.k3s.restart_timeout;
   auto attempt = restartUntilHealthy(*target->systemd, deps.clock, target->unit, deadline);
   if (attempt.status) {
+    finishJournal(options, deps, report);
     report.restarted = target->unit;
     report.actions.push_back({"restart", target->unit});
-    checkHostsToml(config, deps, restart_started, deadline, report);
+    checkHostsToml(config, options.root, deps, restart_started, deadline, report);
     return report;
   }
 
   // k3s did not come back on the new files: the old files, the old trust store, and k3s on them.
   const std::string cause = attempt.status.error().message;
   spdlog::error("{}; putting the previous files back", cause);
-  const auto left = undo(executed, options.root, deps);
+  const auto left = undo(executed, options.root, deps, report.notes);
+  if (left.empty()) {
+    finishJournal(options, deps, report);
+  }
   report.rolled_back = true;
   report.changed = false;
   report.actions.clear();
@@ -545,21 +719,38 @@ Report restore(const ApplyOptions& options, Deps& deps) {
     report.error = state.error();
     return report;
   }
-  if (state.value() == State{}) {
-    report.notes.push_back("nothing to restore: the agent has not changed this node");
+  auto pending = options.journal ? journalPending(root, deps) : Result<bool>(false);
+  if (!pending) {
+    report.error = pending.error();
+    return report;
+  }
+  const char* kNothing = "nothing to restore: the agent has not changed this node";
+  if (state.value() == State{} && !pending.value()) {
+    report.notes.push_back(kNothing);
     return report;
   }
   std::optional<FileLock> lock;
   if (!options.dry_run) {
-    auto acquired = waitForLock(root, deps);
-    if (!acquired) {
-      report.error = acquired.error();
-      return report;
+    // Decided under the lock: a restore that waited for another to finish finds nothing left.
+    if (options.journal) {
+      if (!lockAndRecover(options, deps, lock, report)) {
+        return report;
+      }
+    } else {
+      auto acquired = waitForLock(root, deps);
+      if (!acquired) {
+        report.error = acquired.error();
+        return report;
+      }
+      lock.emplace(std::move(acquired.value()));
     }
-    lock.emplace(std::move(acquired.value()));
     state = readState(deps, root);  // as it is now that no apply can run
     if (!state) {
       report.error = state.error();
+      return report;
+    }
+    if (state.value() == State{}) {
+      report.notes.push_back(kNothing);
       return report;
     }
   }
@@ -571,62 +762,52 @@ Report restore(const ApplyOptions& options, Deps& deps) {
     report.error = current.error();
     return report;
   }
-
-  std::optional<std::string> wanted = current.value();
+  RestoreInputs in;
+  in.registries_path = registries;
+  in.registries_now = current.value();
+  in.state = s;
   if (s.original == Original::kBackedUp) {
     auto backup = readNodeFile(deps, root, kBackupPath);
     if (!backup) {
       report.error = backup.error();
       return report;
     }
-    if (!backup.value()) {
-      report.error = configError(
-          "restore: the state says the node's own registries.yaml was "
-          "kept at " +
-          std::string(kBackupPath) +
-          ", but it is not there; "
-          "nothing was changed");
-      return report;
-    }
-    wanted = backup.value();
+    in.backup = backup.value();
   } else if (current.value()) {
     auto stripped = removeManagedEntries(*current.value(), root.path(registries), s);
     if (!stripped) {
       report.error = stripped.error();
       return report;
     }
-    wanted = stripped.value();
+    in.stripped = stripped.value();
   }
-
-  std::vector<DesiredFile> desired;
-  desired.push_back({registries, wanted, 0600, FileRole::kRegistries});
-  for (const auto& ca : s.ca_files) {
-    desired.push_back({ca, std::nullopt, 0644, FileRole::kCa});
+  auto desired = desiredForRestore(in);
+  if (!desired) {
+    report.error = desired.error();
+    return report;
   }
-  desired.push_back({kBackupPath, std::nullopt, 0600, FileRole::kBackup});
-  desired.push_back({kStatePath, std::nullopt, 0600, FileRole::kState});
-  auto on_disk = readCurrent(desired, root, deps, registries, current.value());
+  auto on_disk = readCurrent(desired.value().files, root, deps, registries, current.value());
   if (!on_disk) {
     report.error = on_disk.error();
     return report;
   }
-  const Plan plan = makePlan(desired, on_disk.value().content, on_disk.value().modes);
+  const Plan plan = makePlan(desired.value().files, on_disk.value().content, on_disk.value().modes);
   if (options.dry_run) {
     report.changed = !plan.empty();
     report.restart_needed = plan.restart_needed;
     report.actions = describe(plan);
     return report;
   }
-  executeFiles(plan, root, deps, report);
-  if (!report.error) {
-    // The agent's own CA folder goes too once it is empty, as the package's purge does. Only
-    // an empty folder: rmdir refuses (ENOTEMPTY) while anything is in it.
-    const std::string ca_dir = root.path(kCaDir);
-    if (::rmdir(ca_dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST) {
-      report.warnings.push_back("remove the empty folder " + ca_dir + ": " + std::strerror(errno));
-    }
+  executeFiles(plan, options, "restore", deps, report);
+  if (report.error) {
+    return report;
   }
-  if (!report.error && plan.restart_needed) {
+  // The agent's own CA folder goes too once it is empty, as the package's purge does.
+  if (auto removed = deps.files.removeDir(root.path(kCaDir)); !removed) {
+    report.warnings.push_back(removed.error().message);
+  }
+  finishJournal(options, deps, report);
+  if (plan.restart_needed) {
     report.restart_needed = true;
     report.notes.push_back(
         "k3s reads registries.yaml only when it starts: restart it to drop the "

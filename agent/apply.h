@@ -1,10 +1,11 @@
 #pragma once
-// The apply transaction (SPEC.md "Apply, step by step"), and restore, its undo. prepare() reads
-// the node and plans without changing anything (diff, render, check and --dry-run stop there);
-// apply() finds the k3s unit, takes the lock, plans again under it and executes: backup, CA
-// files, update-ca-certificates, registries.yaml, state, then restarts k3s if it runs and waits
-// for it to be healthy. On any failure it puts back every file it had changed, in reverse
-// order, rebuilds the trust store and restarts k3s on the old files.
+// The apply transaction, and restore, its undo. prepare() reads the node and plans without
+// changing anything (diff, render, check and --dry-run stop there); apply() finds the k3s unit,
+// takes the lock, undoes an interrupted run it finds recorded in the journal (common/journal.h),
+// plans again under the lock and executes: the journal first, then backup, CA files,
+// update-ca-certificates, registries.yaml, state, then restarts k3s if it runs and waits for it
+// to be healthy, and drops the journal. On any failure it puts back every file it had changed,
+// in reverse order, rebuilds the trust store and restarts k3s on the old files.
 
 #include <chrono>
 #include <functional>
@@ -42,7 +43,16 @@ struct ApplyOptions {
   Root root;
   bool dry_run = false;
   bool no_restart = false;
+  // false for restore --stage, which changes nothing on the node: no journal is written.
+  bool journal = true;
+  // Unit tests only: drive the restart branches over a scratch root with a fake systemd. The
+  // command line never sets it; with --root no unit is ever restarted.
+  bool restart_under_root = false;
 };
+
+// The one rule for "may this run restart k3s": apply and the daemon both ask it. The reason
+// when not (--root, --no-restart, k3s.restart: never), nullopt when a restart is allowed.
+std::optional<std::string> whyNoRestart(const ApplyOptions& options, const K3sSettings& k3s);
 
 struct Action {
   std::string verb;    // write, remove, run, restart
@@ -79,6 +89,12 @@ Report apply(const ApplyOptions& options, Deps& deps);
 // when there was none), removes the agent's CA files and runs update-ca-certificates, then
 // forgets the state. Needs no config: it must work after the config is gone (dpkg purge).
 Report restore(const ApplyOptions& options, Deps& deps);
+
+// Finishes what a run killed midway left in the journal — puts every file it recorded back as
+// it was and rebuilds the trust store — under the lock. apply and restore do this first by
+// themselves; the daemon calls it at start, and restore --stage with the node's own Files
+// before it stages. A report with nothing in it when there was no journal.
+Report recoverInterrupted(const ApplyOptions& options, Deps& deps);
 
 // update-ca-certificates, with its directories pointed inside root when there is one. fresh
 // (--fresh) when a CA file was removed: Debian's update-ca-certificates leaves the links of a

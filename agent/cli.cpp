@@ -134,7 +134,12 @@ int printReport(const Report& r, const Options& o, const char* what) {
 
 // restore --stage DIR: restore, carried out on a stage instead of the node (agent/stage.h).
 int runStagedRestore(const Options& o, Deps& deps) {
-  Report report;
+  // A run killed midway is finished on the node itself first (that puts files back as they
+  // were, which is no change of the agent's making); the stage is then worked out from there.
+  Report report = recoverInterrupted(applyOptions(o), deps);
+  if (report.error) {
+    return printReport(report, o, "restore");
+  }
   if (auto prepared = prepareStage(o.stage); !prepared) {
     report.error = prepared.error();
     return printReport(report, o, "restore");
@@ -142,7 +147,14 @@ int runStagedRestore(const Options& o, Deps& deps) {
   StagingFiles files(deps.files, o.stage, applyOptions(o).root);
   StagingCommands commands(o.stage);
   Deps staged{files, commands, deps.now, deps.clock, deps.connect_systemd};
-  report = restore(applyOptions(o), staged);
+  ApplyOptions options = applyOptions(o);
+  options.journal = false;  // the journal would be staged, and postrm would put it in place
+  report = restore(options, staged);
+  if (!report.error && !report.actions.empty()) {
+    if (auto finished = finishStage(o.stage); !finished) {
+      report.error = finished.error();
+    }
+  }
   // Nothing on the node changed: say what was staged, and no more.
   report.changed = false;
   report.restart_needed = false;

@@ -155,6 +155,7 @@ class Daemon {
     }
     spdlog::info("k3s-mirror-agent {} started: config {} (and config.d), state {}", kVersion,
                  options_.config_path, options_.root.path(kStatePath));
+    recoverAtStart();
     note(kTriggerStart);
     evaluate();  // the start apply, before READY=1: systemd reports active only after it
     notifier_.ready();
@@ -327,8 +328,7 @@ class Daemon {
     const std::string fingerprint = sha256Hex(p.registries_text + '\0' + p.ca_pem);
     Look look;
     look.plan_empty = p.plan.empty();
-    look.restart_needed = p.plan.restart_needed && options_.root.isSystem() &&
-                          !options_.no_restart && p.config.k3s.restart == RestartPolicy::kOnChange;
+    look.restart_needed = p.plan.restart_needed && !whyNoRestart(options_, p.config.k3s);
     look.same_as_failed = fingerprint == failed_fingerprint_;
     const auto& settings = config_->daemon;
     switch (decide(pending_, look, settings.drift, splay_served_, settings.splay)) {
@@ -358,6 +358,19 @@ class Daemon {
         break;
     }
     publish();
+  }
+
+  // A run killed midway (the daemon's own, or an apply's) is undone before anything is
+  // planned, whether or not the config loads: the start apply then redoes it from the node as
+  // it was. One that cannot be undone is logged; the apply after it tries again.
+  void recoverAtStart() {
+    const Report r = recoverInterrupted(options_, deps_);
+    for (const auto& n : r.notes) {
+      spdlog::info("{}", n);
+    }
+    if (r.error) {
+      spdlog::error("{}", r.error->message);
+    }
   }
 
   // The config loaded: take its settings, and probe soon when the cache or its CA changed.

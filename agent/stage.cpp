@@ -38,7 +38,10 @@ Status prepareStage(const std::string& dir) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name != "put" && name != "remove" && name != "update-ca-certificates") {
+    // A hidden ".name.tmp-PID" is what a stage killed midway leaves of an atomic write.
+    const bool leftover = name.starts_with(".") && name.find(".tmp-") != std::string::npos;
+    if (name != "put" && name != "remove" && name != "update-ca-certificates" &&
+        name != "complete" && !leftover) {
       return Error{"restore --stage " + dir + ": it holds " + name +
                        ", so it is not a stage; name a new or empty directory",
                    ErrorKind::kConfig};
@@ -61,6 +64,10 @@ Status prepareStage(const std::string& dir) {
     return stageError("chmod 0700 " + dir + ": " + ec.message());
   }
   return Ok{};
+}
+
+Status finishStage(const std::string& dir) {
+  return writeFileAtomic(dir + "/complete", "", 0600);
 }
 
 Result<std::optional<std::string>> StagingFiles::read(const std::string& path) {

@@ -5,7 +5,9 @@
 // out and carried out as usual, reading the real node, but through these two stand-ins: a file
 // it would write lands under DIR/put/<node path> (same mode), a file it would remove is listed
 // in DIR/remove (one node path a line), and a rebuild of the trust store leaves the file
-// DIR/update-ca-certificates. The node itself is not changed. postrm then needs only cp, mv, rm
+// DIR/update-ca-certificates. The node itself is not changed. The stage is complete only once
+// DIR/complete exists (finishStage, the last thing restore --stage does): a prerm killed midway
+// leaves a stage without it, which postrm does not carry out. postrm then needs only cp, mv, rm
 // and update-ca-certificates to put the node back (packaging/debian/postrm). Under --root the
 // stage still holds node paths (/etc/rancher/k3s/registries.yaml, not ROOT/etc/...): they are
 // what postrm, run on that node or chrooted into it, puts in place.
@@ -20,6 +22,9 @@ namespace k3sma {
 // Empties (or creates) DIR, mode 0700: the staged registries.yaml may hold a password.
 Status prepareStage(const std::string& dir);
 
+// Marks the stage complete (DIR/complete): postrm carries out only a complete stage.
+Status finishStage(const std::string& dir);
+
 class StagingFiles final : public Files {
  public:
   // root: the --root restore runs under; it hands over root.path(node path) for every file.
@@ -28,6 +33,14 @@ class StagingFiles final : public Files {
   Result<std::optional<std::string>> read(const std::string& path) override;
   Status write(const std::string& path, std::string_view content, mode_t mode) override;
   Status remove(const std::string& path) override;
+  Result<FileInfo> stat(const std::string& path) override { return node_.stat(path); }
+  // The only folder restore removes is the agent's CA folder once empty; postrm removes it
+  // itself (rmdir), so staging it needs nothing, and the node's folder stays.
+  Status removeDir(const std::string&) override { return Ok{}; }
+  // The lock is the node's: no apply may run on the node while the stage is worked out.
+  Result<std::optional<FileLock>> tryLock(const std::string& path) override {
+    return node_.tryLock(path);
+  }
 
  private:
   Files& node_;      // reads come from the node as it is

@@ -184,6 +184,16 @@ Status removeFile(const std::string& path) {
   return fsyncDir(parentOf(path));
 }
 
+Status removeEmptyDir(const std::string& path) {
+  if (::rmdir(path.c_str()) != 0) {
+    if (errno == ENOENT || errno == ENOTEMPTY || errno == EEXIST) {
+      return Ok{};
+    }
+    return sysError("remove the empty folder " + path, errno);
+  }
+  return fsyncDir(parentOf(path));
+}
+
 Result<FileInfo> statFile(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
@@ -238,6 +248,10 @@ Result<std::optional<FileLock>> FileLock::tryAcquire(const std::string& path) {
     }
   }
   return std::optional<FileLock>(FileLock(std::move(fd.value())));
+}
+
+Result<std::optional<FileLock>> RealFiles::tryLock(const std::string& path) {
+  return FileLock::tryAcquire(path);
 }
 
 TempDir::TempDir() {

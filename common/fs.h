@@ -72,13 +72,26 @@ struct FileInfo {
 };
 Result<FileInfo> statFile(const std::string& path);
 
-// Everything apply changes on disk; one real implementation (RealFiles) and fakes in tests.
+// Removes an empty directory and fsyncs its parent. A directory that does not exist, or still
+// holds something (ENOTEMPTY), is left alone and is not an error: "remove it once it is empty".
+Status removeEmptyDir(const std::string& path);
+
+class FileLock;
+
+// Everything apply, restore and the stage do to the disk — reads, writes, removals, metadata,
+// the lock — goes through here; one real implementation (RealFiles) and fakes in tests (which
+// prove that no operation goes around it). Only config loading reads on its own.
 class Files {
  public:
   virtual ~Files() = default;
   virtual Result<std::optional<std::string>> read(const std::string& path) = 0;
   virtual Status write(const std::string& path, std::string_view content, mode_t mode) = 0;
   virtual Status remove(const std::string& path) = 0;
+  // Metadata (mode, mtime) of what is at path; an error when there is nothing.
+  virtual Result<FileInfo> stat(const std::string& path) = 0;
+  virtual Status removeDir(const std::string& path) = 0;  // removeEmptyDir's rules
+  // FileLock::tryAcquire's rules.
+  virtual Result<std::optional<FileLock>> tryLock(const std::string& path) = 0;
 };
 
 class RealFiles final : public Files {
@@ -90,10 +103,14 @@ class RealFiles final : public Files {
     return writeFileAtomic(path, content, mode);
   }
   Status remove(const std::string& path) override { return removeFile(path); }
+  Result<FileInfo> stat(const std::string& path) override { return statFile(path); }
+  Status removeDir(const std::string& path) override { return removeEmptyDir(path); }
+  Result<std::optional<FileLock>> tryLock(const std::string& path) override;
 };
 
 // An exclusive advisory lock (flock) held for the whole of an apply, so a daemon and an Ansible
-// run never interleave. Released when the object dies, or by the kernel when the process does.
+// run never interleave. Released when the object dies, or by the kernel when the process does:
+// the lock file a killed agent leaves behind holds no lock and never blocks the next run.
 class FileLock {
  public:
   // Blocks until the lock is free; creates the lock file (0600) and its directory if needed.

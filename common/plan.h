@@ -35,6 +35,7 @@ struct FileChange {
   mode_t mode = 0600;
   FileRole role = FileRole::kState;
   bool mode_only = false;  // same content, wrong mode (say a 0644 registries.yaml with a password)
+  mode_t before_mode = 0600;  // the mode it had (when it existed): an undo puts that back
 };
 
 struct Plan {
@@ -42,20 +43,23 @@ struct Plan {
   bool update_ca_certificates = false;
   bool restart_needed = false;
 
-  bool empty() const { return changes.empty(); }
+  bool empty() const { return changes.empty() && !update_ca_certificates; }
 };
 
 // current maps each desired path to its content on disk (nullopt: absent). A path missing from
 // current is treated as absent. modes holds the permission bits of the files that exist; a file
 // with the right content and another mode is rewritten with its mode, which needs no restart.
-// Changes keep the order of desired.
+// Changes keep the order of desired. rebuild_trust_store: the CA files hold the right bytes but
+// the trust bundle does not hold them (a run killed between writing a CA file and running
+// update-ca-certificates): the store is rebuilt, and k3s restarted to load it.
 Plan makePlan(const std::vector<DesiredFile>& desired,
               const std::map<std::string, std::optional<std::string>>& current,
-              const std::map<std::string, mode_t>& modes = {});
+              const std::map<std::string, mode_t>& modes = {}, bool rebuild_trust_store = false);
 
 // The plan as the steps apply takes, in order: each file change, and the trust store rebuilt
 // (update-ca-certificates) once, right after the last CA file of a run of them — before
-// registries.yaml names the CA. A step with change == nullptr is that rebuild.
+// registries.yaml names the CA; first, when no CA file changes but the store must be rebuilt.
+// A step with change == nullptr is that rebuild.
 struct Step {
   const FileChange* change = nullptr;
 };

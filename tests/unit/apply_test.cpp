@@ -1,15 +1,21 @@
-// The apply transaction on a temporary directory used as --root, with a Files wrapper that can
-// fail a write on purpose (a full disk) and a command runner that records what would run.
-// The real update-ca-certificates runs in the black-box tests.
+// The apply transaction on a temporary directory, with a Files wrapper that can fail a write on
+// purpose (a full disk) and a command runner that records what would run. The root apply is
+// given is a path that does not exist (/k3sma-seam-PID); only the Files wrapper maps it to the
+// temporary directory, so any file operation that went around the Files seam would miss the
+// node (or create that path, which every test checks it did not). The real
+// update-ca-certificates runs in the black-box tests.
 #include "agent/apply.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <functional>
 #include <map>
 
+#include "common/desired.h"
+#include "common/journal.h"
 #include "common/registries.h"
 #include "tests/support/certs.h"
 
@@ -18,59 +24,155 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Real files, except that a write whose path matches fail_write fails like a full disk.
+// Thrown by DiskWithFaults at the write or removal chosen to be the last: the run stops there
+// as a killed process would, with no undo (only destructors run, as the kernel drops a dead
+// process's lock).
+struct Killed {};
+
+// Real files under `real_dir`, reached only through the virtual root `virtual_dir`; a write
+// whose (virtual) path matches fail_write fails like a full disk.
 class DiskWithFaults final : public Files {
  public:
+  DiskWithFaults(std::string virtual_dir, std::string real_dir)
+      : virtual_(std::move(virtual_dir)), real_dir_(std::move(real_dir)) {}
   std::function<bool(const std::string& path, int nth_write_to_path)> fail_write;
   std::vector<std::string> writes;
   std::vector<std::string> removes;
+  int kill_at = 0;  // > 0: the kill_at-th write or removal from now on throws Killed instead
+  int changes = 0;  // writes and removals so far
 
   Result<std::optional<std::string>> read(const std::string& path) override {
-    return real_.read(path);
+    return real_.read(real(path));
   }
   Status write(const std::string& path, std::string_view content, mode_t mode) override {
+    killPoint();
     const int nth = ++writes_to_[path];
     if (fail_write && fail_write(path, nth)) {
       return Error{"write " + path + ": No space left on device", ErrorKind::kApply};
     }
     writes.push_back(path);
-    return real_.write(path, content, mode);
+    return real_.write(real(path), content, mode);
   }
   Status remove(const std::string& path) override {
+    killPoint();
     removes.push_back(path);
-    return real_.remove(path);
+    return real_.remove(real(path));
+  }
+  Result<FileInfo> stat(const std::string& path) override { return real_.stat(real(path)); }
+  Status removeDir(const std::string& path) override { return real_.removeDir(real(path)); }
+  Result<std::optional<FileLock>> tryLock(const std::string& path) override {
+    return real_.tryLock(real(path));
   }
 
  private:
+  void killPoint() {
+    if (++changes == kill_at) {
+      kill_at = 0;
+      throw Killed{};
+    }
+  }
+  std::string real(const std::string& path) {
+    if (path.compare(0, virtual_.size() + 1, virtual_ + "/") != 0) {
+      ADD_FAILURE() << "a path outside the root reached Files: " << path;
+      return path;
+    }
+    return real_dir_ + path.substr(virtual_.size());
+  }
+  std::string virtual_;
+  std::string real_dir_;
   RealFiles real_;
   std::map<std::string, int> writes_to_;
 };
 
+// Records what would run. A successful update-ca-certificates is played the way the real one
+// ends, for what apply looks at: the bundle becomes the agent's CA files, concatenated (the
+// black-box tests run the real one).
 class RecordingCommands final : public CommandRunner {
  public:
+  explicit RecordingCommands(std::string real_root) : real_root_(std::move(real_root)) {}
   std::vector<std::vector<std::string>> runs;
   int failures_left = 0;  // the next this many runs exit 1 with `output`
   std::string output;
+  bool failure_writes_bundle = false;  // a failing run left half a bundle behind
   Result<CommandResult> run(const std::vector<std::string>& argv) override {
     runs.push_back(argv);
     if (failures_left > 0) {
       --failures_left;
+      if (failure_writes_bundle) {
+        EXPECT_TRUE(writeFileAtomic(real_root_ + kTrustBundlePath, "half\n", 0644).ok());
+      }
       return CommandResult{1, output};
     }
+    writeBundle();
     return CommandResult{0, ""};
   }
+
+ private:
+  void writeBundle() {
+    std::string bundle;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(real_root_ + kCaDir, ec)) {
+      bundle += *readFile(e.path().string()).value();
+    }
+    EXPECT_TRUE(writeFileAtomic(real_root_ + kTrustBundlePath, bundle, 0644).ok());
+  }
+
+  std::string real_root_;
 };
 
 const auto kNow = std::chrono::system_clock::time_point(std::chrono::hours(24 * 365 * 56));
 
+// Time passes only when something sleeps: the 2 s settle of a restart takes no real time.
+class FakeClock final : public Clock {
+ public:
+  std::chrono::steady_clock::time_point now() override { return now_; }
+  void sleepFor(std::chrono::milliseconds d) override { now_ += d; }
+
+ private:
+  std::chrono::steady_clock::time_point now_{};
+};
+
+// k3s.service, loaded and active; each restart job ends with the next of `jobs` ("done" when
+// they run out), "refused" being systemd refusing to queue it at all.
+class FakeSystemd final : public Systemd {
+ public:
+  std::vector<std::string> jobs;
+  std::vector<std::string> restarted;
+  Result<UnitState> unitState(const std::string& unit) override {
+    if (unit != "k3s.service") {
+      return UnitState{"not-found", "inactive", "dead", ""};
+    }
+    return UnitState{"loaded", "active", "running", "success"};
+  }
+  Result<RestartJob> tryRestart(const std::string& unit,
+                                std::chrono::steady_clock::time_point) override {
+    const std::string result = jobs.empty() ? "done" : jobs.front();
+    if (!jobs.empty()) {
+      jobs.erase(jobs.begin());
+    }
+    if (result == "refused") {
+      return Error{"restart " + unit + ": Access denied", ErrorKind::kApply};
+    }
+    restarted.push_back(unit);
+    return RestartJob{result, ""};
+  }
+};
+
+
 class ApplyOnScratchRoot : public ::testing::Test {
  protected:
   void SetUp() override {
+    ASSERT_FALSE(std::filesystem::exists(root_.dir()));
     // update-ca-certificates under --root needs the root's trust store directory.
-    ASSERT_TRUE(makeDirs(root_.path("/etc/ssl/certs"), 0755).ok());
+    ASSERT_TRUE(makeDirs(real("/etc/ssl/certs"), 0755).ok());
+    // The bundle as update-ca-certificates (the fake) builds it from no CA of ours.
+    writeNodeFile(kTrustBundlePath, "");
     ca_ = testing::makeCert(caSpec("Home Lab CA", kNow + 24h * 365));
     writeNodeFile("/etc/k3s-mirror-agent/harbor-ca.pem", ca_.cert_pem);
     writeConfig(kConfig);
+  }
+  void TearDown() override {
+    EXPECT_FALSE(std::filesystem::exists(root_.dir())) << "a file operation went around Files";
   }
 
   static testing::CertSpec caSpec(const std::string& name,
@@ -83,13 +185,16 @@ class ApplyOnScratchRoot : public ::testing::Test {
     return spec;
   }
 
+  // Where a node path really is.
+  std::string real(const std::string& node_path) const { return dir_.path() + node_path; }
+
   void writeNodeFile(const std::string& node_path, const std::string& content) {
-    ASSERT_TRUE(writeFileAtomic(root_.path(node_path), content, 0600).ok());
+    ASSERT_TRUE(writeFileAtomic(real(node_path), content, 0600).ok());
   }
   void writeConfig(const std::string& text) { writeNodeFile(kDefaultConfigPath, text); }
 
   std::optional<std::string> nodeFile(const std::string& node_path) {
-    return readFile(root_.path(node_path)).value();
+    return readFile(real(node_path)).value();
   }
 
   // Every file under the root with its content: equal maps mean nothing changed.
@@ -103,14 +208,33 @@ class ApplyOnScratchRoot : public ::testing::Test {
     return files;
   }
 
-  // With --root no unit is restarted, so systemd must never be asked.
+  // With --root no unit is restarted, so systemd must never be asked — unless a test drives
+  // the restart branches (restart_under_root) over systemd_.
   Deps deps() {
     return Deps{disk_, commands_, kNow, clock_,
-                [](const Heartbeat&) -> Result<std::unique_ptr<Systemd>> {
-                  ADD_FAILURE() << "systemd was contacted under --root";
-                  return Error{"no systemd in this test", ErrorKind::kApply};
+                [this](const Heartbeat&) -> Result<std::unique_ptr<Systemd>> {
+                  if (!restart_under_root_) {
+                    ADD_FAILURE() << "systemd was contacted under --root";
+                    return Error{"no systemd in this test", ErrorKind::kApply};
+                  }
+                  return std::unique_ptr<Systemd>(new ForwardingSystemd(systemd_));
                 }};
   }
+  // Hands apply a Systemd it may own, backed by the test's.
+  class ForwardingSystemd final : public Systemd {
+   public:
+    explicit ForwardingSystemd(FakeSystemd& inner) : inner_(inner) {}
+    Result<UnitState> unitState(const std::string& unit) override {
+      return inner_.unitState(unit);
+    }
+    Result<RestartJob> tryRestart(const std::string& unit,
+                                  std::chrono::steady_clock::time_point deadline) override {
+      return inner_.tryRestart(unit, deadline);
+    }
+
+   private:
+    FakeSystemd& inner_;
+  };
   Report runApply(bool dry_run = false) {
     auto d = deps();
     return apply(options(dry_run), d);
@@ -122,8 +246,9 @@ class ApplyOnScratchRoot : public ::testing::Test {
   ApplyOptions options(bool dry_run) {
     ApplyOptions o;
     o.root = root_;
-    o.config_path = root_.path(kDefaultConfigPath);
+    o.config_path = real(kDefaultConfigPath);
     o.dry_run = dry_run;
+    o.restart_under_root = restart_under_root_;
     return o;
   }
 
@@ -147,11 +272,13 @@ mirrors:
   static constexpr const char* kRegistries = "/etc/rancher/k3s/registries.yaml";
 
   TempDir dir_;
-  Root root_{dir_.path()};
+  Root root_{"/k3sma-seam-" + std::to_string(::getpid())};
   testing::TestCert ca_;
-  DiskWithFaults disk_;
-  RecordingCommands commands_;
-  RealClock clock_;
+  DiskWithFaults disk_{root_.dir(), dir_.path()};
+  RecordingCommands commands_{dir_.path()};
+  FakeClock clock_;
+  FakeSystemd systemd_;
+  bool restart_under_root_ = false;
 };
 
 TEST_F(ApplyOnScratchRoot, FirstApplyInstallsCaRebuildsTrustStoreThenWritesRegistriesAndState) {
@@ -165,7 +292,7 @@ TEST_F(ApplyOnScratchRoot, FirstApplyInstallsCaRebuildsTrustStoreThenWritesRegis
                 std::string("write ") + kRegistries, std::string("write ") + kStatePath}));
   ASSERT_EQ(commands_.runs.size(), 1u);
   EXPECT_EQ(commands_.runs[0], updateCaCommand(root_));
-  EXPECT_EQ(commands_.runs[0][2], dir_.path() + "/etc/ca-certificates.conf");
+  EXPECT_EQ(commands_.runs[0][2], root_.dir() + "/etc/ca-certificates.conf");
   EXPECT_EQ(nodeFile(kCaNodePath), ca_.cert_pem);
   EXPECT_NE(nodeFile(kRegistries)->find("https://harbor.home.lab/v2/ghcr-proxy"),
             std::string::npos);
@@ -186,14 +313,14 @@ TEST_F(ApplyOnScratchRoot, SecondApplyWritesNothingAndRunsNothing) {
 
 TEST_F(ApplyOnScratchRoot, ARegistriesFileMadeReadableByOthersGetsItsModeBackWithoutARestart) {
   ASSERT_FALSE(runApply().error);
-  ASSERT_EQ(::chmod(root_.path(kRegistries).c_str(), 0644), 0);
+  ASSERT_EQ(::chmod(real(kRegistries).c_str(), 0644), 0);
   commands_.runs.clear();
   const auto report = runApply();
   ASSERT_FALSE(report.error);
   EXPECT_TRUE(report.changed);
   EXPECT_FALSE(report.restart_needed);
   EXPECT_TRUE(commands_.runs.empty());
-  EXPECT_EQ(statFile(root_.path(kRegistries)).value().mode, 0600u);
+  EXPECT_EQ(statFile(real(kRegistries)).value().mode, 0600u);
 }
 
 TEST_F(ApplyOnScratchRoot, AnInvalidConfigWritesNothingAndIsAConfigError) {
@@ -223,13 +350,14 @@ TEST_F(ApplyOnScratchRoot, AFailingUpdateCaCertificatesPutsEveryFileBack) {
       std::string::npos)
       << report.error->message;
   auto after = everything();
-  after.erase(root_.path(kLockPath));
+  after.erase(real(kLockPath));
   EXPECT_EQ(after, before);
   EXPECT_EQ(commands_.runs.size(), 2u);  // once forward, once to rebuild the store after undoing
 }
 
 TEST_F(ApplyOnScratchRoot, ATrustStoreThatCannotBeRebuiltAfterUndoIsPartial) {
   commands_.failures_left = 2;  // forward, and again after the CA file was taken back out
+  commands_.failure_writes_bundle = true;  // the first got as far as trusting the new CA
   commands_.output = "read-only file system\n";
   const auto report = runApply();
   ASSERT_TRUE(report.error);
@@ -237,6 +365,20 @@ TEST_F(ApplyOnScratchRoot, ATrustStoreThatCannotBeRebuiltAfterUndoIsPartial) {
   EXPECT_NE(report.error->message.find("the system trust store"), std::string::npos)
       << report.error->message;
   EXPECT_FALSE(nodeFile(kCaNodePath));  // the file itself did go back
+}
+
+TEST_F(ApplyOnScratchRoot, ARebuildThatFailsTwiceWithoutTouchingTheBundleIsNotPartial) {
+  writeNodeFile(kTrustBundlePath, "the distribution's bundle\n");
+  commands_.failures_left = 2;  // it fails before writing anything, both times
+  commands_.output = "read-only file system\n";
+  const auto report = runApply();
+  ASSERT_TRUE(report.error);
+  EXPECT_EQ(report.error->kind, ErrorKind::kApply) << report.error->message;
+  EXPECT_NE(report.error->message.find("nothing changed"), std::string::npos)
+      << report.error->message;
+  EXPECT_EQ(nodeFile(kTrustBundlePath), "the distribution's bundle\n");
+  EXPECT_FALSE(nodeFile(kCaNodePath));
+  EXPECT_FALSE(nodeFile(kJournalPath));
 }
 
 TEST_F(ApplyOnScratchRoot, AFullDiskWhileWritingTheStatePutsTheNodesOwnFileBack) {
@@ -249,7 +391,7 @@ TEST_F(ApplyOnScratchRoot, AFullDiskWhileWritingTheStatePutsTheNodesOwnFileBack)
   EXPECT_NE(report.error->message.find("No space left on device"), std::string::npos);
   EXPECT_NE(report.error->message.find("put back"), std::string::npos);
   auto after = everything();
-  after.erase(root_.path(kLockPath));
+  after.erase(real(kLockPath));
   EXPECT_EQ(after, before);  // registries.yaml as it was, no backup, no CA, no state
 }
 
@@ -325,7 +467,7 @@ TEST_F(ApplyOnScratchRoot, ACaExpiringSoonIsAWarningNotAnError) {
 }
 
 TEST_F(ApplyOnScratchRoot, ARootWithoutATrustStoreIsRefusedBeforeAnythingIsWritten) {
-  std::filesystem::remove_all(root_.path("/etc/ssl"));
+  std::filesystem::remove_all(real("/etc/ssl"));
   const auto before = everything();
   const auto report = runApply();
   ASSERT_TRUE(report.error);
@@ -353,7 +495,7 @@ TEST_F(ApplyOnScratchRoot, RestoreOnANodeNeverTouchedCreatesNothing) {
   ASSERT_FALSE(report.error);
   EXPECT_FALSE(report.changed);
   EXPECT_EQ(everything(), before);
-  EXPECT_FALSE(std::filesystem::exists(root_.path(kStateDir)));
+  EXPECT_FALSE(std::filesystem::exists(real(kStateDir)));
 }
 
 TEST_F(ApplyOnScratchRoot, RestorePutsBackTheNodesOwnFileAndRemovesTheCa) {
@@ -370,6 +512,246 @@ TEST_F(ApplyOnScratchRoot, RestorePutsBackTheNodesOwnFileAndRemovesTheCa) {
   EXPECT_FALSE(nodeFile(kStatePath));
   EXPECT_FALSE(nodeFile(kBackupPath));
   EXPECT_EQ(commands_.runs.size(), 1u);
+}
+
+// --- the restart decision and its branches, over the fake systemd ----------------------------
+
+TEST(WhyNoRestart, IsOneRuleForRootNoRestartAndRestartNever) {
+  ApplyOptions o;
+  K3sSettings k3s;
+  EXPECT_FALSE(whyNoRestart(o, k3s));
+  o.no_restart = true;
+  EXPECT_EQ(whyNoRestart(o, k3s), "--no-restart was given");
+  o.no_restart = false;
+  k3s.restart = RestartPolicy::kNever;
+  EXPECT_EQ(whyNoRestart(o, k3s), "k3s.restart is never");
+  k3s.restart = RestartPolicy::kOnChange;
+  o.root = Root("/srv/node");
+  EXPECT_EQ(whyNoRestart(o, k3s), "--root was given");
+}
+
+TEST_F(ApplyOnScratchRoot, AChangeRestartsK3sOnceAndDropsTheJournalWhenItIsHealthy) {
+  restart_under_root_ = true;
+  const auto report = runApply();
+  ASSERT_FALSE(report.error) << report.error->message;
+  EXPECT_EQ(report.restarted, "k3s.service");
+  EXPECT_EQ(systemd_.restarted, std::vector<std::string>{"k3s.service"});
+  EXPECT_EQ(verbs(report).back(), "restart k3s.service");
+  EXPECT_FALSE(nodeFile(kJournalPath));
+  EXPECT_TRUE(nodeFile(kRegistries));
+}
+
+TEST_F(ApplyOnScratchRoot, ARestartThatFailsPutsTheFilesBackAndRestartsK3sOnThem) {
+  restart_under_root_ = true;
+  writeNodeFile(kRegistries, "mirrors: {}\n");
+  const auto before = everything();
+  systemd_.jobs = {"failed", "done"};
+  const auto report = runApply();
+  ASSERT_TRUE(report.error);
+  EXPECT_EQ(report.error->kind, ErrorKind::kApply) << report.error->message;
+  EXPECT_TRUE(report.rolled_back);
+  EXPECT_FALSE(report.changed);
+  EXPECT_NE(report.error->message.find("k3s.service is active again on them"), std::string::npos)
+      << report.error->message;
+  EXPECT_EQ(systemd_.restarted.size(), 2u);
+  auto after = everything();
+  after.erase(real(kLockPath));
+  EXPECT_EQ(after, before);
+}
+
+TEST_F(ApplyOnScratchRoot, ARollbackWhoseRestartFailsTooIsPartial) {
+  restart_under_root_ = true;
+  systemd_.jobs = {"failed", "failed"};
+  const auto report = runApply();
+  ASSERT_TRUE(report.error);
+  EXPECT_EQ(report.error->kind, ErrorKind::kPartial);
+  EXPECT_NE(report.error->message.find("rollback incomplete: the previous files are in place; "
+                                       "k3s.service did not come back either"),
+            std::string::npos)
+      << report.error->message;
+  EXPECT_FALSE(nodeFile(kRegistries));  // the files are back: there was none
+  EXPECT_FALSE(nodeFile(kJournalPath));
+}
+
+TEST_F(ApplyOnScratchRoot, ARestartSystemdRefusesLeavesK3sAloneAndPutsTheFilesBack) {
+  restart_under_root_ = true;
+  systemd_.jobs = {"refused"};
+  const auto report = runApply();
+  ASSERT_TRUE(report.error);
+  EXPECT_EQ(report.error->kind, ErrorKind::kApply);
+  EXPECT_NE(report.error->message.find("Access denied; the previous files were put back and "
+                                       "k3s.service was not restarted"),
+            std::string::npos)
+      << report.error->message;
+  EXPECT_TRUE(systemd_.restarted.empty());
+  EXPECT_FALSE(nodeFile(kRegistries));
+  EXPECT_FALSE(nodeFile(kCaNodePath));
+}
+
+TEST_F(ApplyOnScratchRoot, ANoRestartRunNeverAsksSystemd) {
+  restart_under_root_ = true;
+  auto o = options(false);
+  o.no_restart = true;
+  auto d = deps();
+  const auto report = apply(o, d);
+  ASSERT_FALSE(report.error);
+  EXPECT_TRUE(systemd_.restarted.empty());
+  EXPECT_NE(report.notes.at(0).find("--no-restart was given"), std::string::npos);
+}
+
+// --- crashes: the run stops at a write, the next one converges --------------------------------
+
+class CrashOnScratchRoot : public ApplyOnScratchRoot {
+ protected:
+  static constexpr const char* kOwn = "# the node's own\nmirrors:\n  docker.io:\n    endpoint: "
+                                      "[\"https://mirror.gcr.io\"]\n";
+
+  // Runs `op` with the kill at the nth file change; false when it finished before that.
+  template <class Op>
+  bool killedAt(int nth, Op op) {
+    disk_.changes = 0;
+    disk_.kill_at = nth;
+    try {
+      op();
+    } catch (const Killed&) {
+      return true;
+    }
+    disk_.kill_at = 0;
+    return false;
+  }
+
+  // What a user checks after the next apply: done, nothing pending, the CA trusted, the
+  // node's own file kept for restore, no journal; and restore gives that file back.
+  void expectConverged(const std::string& ca_pem) {
+    const auto again = runApply(true);
+    ASSERT_FALSE(again.error) << again.error->message;
+    EXPECT_FALSE(again.changed) << "still pending: " << ::testing::PrintToString(verbs(again));
+    EXPECT_EQ(nodeFile(kCaNodePath), ca_pem);
+    EXPECT_TRUE(bundleHolds(nodeFile(kTrustBundlePath).value_or(""), ca_pem));
+    EXPECT_EQ(nodeFile(kBackupPath), kOwn);
+    EXPECT_FALSE(nodeFile(kJournalPath));
+    const auto restored = runRestore();
+    ASSERT_FALSE(restored.error) << restored.error->message;
+    EXPECT_EQ(nodeFile(kRegistries), kOwn);
+    EXPECT_FALSE(nodeFile(kCaNodePath));
+    EXPECT_FALSE(nodeFile(kStatePath));
+    EXPECT_FALSE(nodeFile(kBackupPath));
+  }
+
+  void reset() {
+    std::filesystem::remove_all(dir_.path());
+    std::filesystem::create_directory(dir_.path());
+    SetUp();
+    writeNodeFile(kRegistries, kOwn);
+  }
+};
+
+TEST_F(CrashOnScratchRoot, AFirstApplyKilledAtAnyWriteConvergesOnTheNextApply) {
+  int kills = 0;
+  for (int nth = 1;; ++nth) {
+    reset();
+    if (!killedAt(nth, [&] { runApply(); })) {
+      break;
+    }
+    ++kills;
+    const auto next = runApply();
+    ASSERT_FALSE(next.error) << "killed at change " << nth << ": " << next.error->message;
+    expectConverged(ca_.cert_pem);
+  }
+  EXPECT_EQ(kills, 6);  // journal, backup, CA, registries.yaml, state, the journal's removal
+}
+
+TEST_F(CrashOnScratchRoot, ACaRotationKilledAtAnyWriteConvergesOnTheNextApply) {
+  const auto rotated = testing::makeCert(caSpec("Rotated CA", kNow + 24h * 700));
+  int kills = 0;
+  for (int nth = 1;; ++nth) {
+    reset();
+    ASSERT_FALSE(runApply().error);
+    writeNodeFile("/etc/k3s-mirror-agent/harbor-ca.pem", rotated.cert_pem);
+    if (!killedAt(nth, [&] { runApply(); })) {
+      break;
+    }
+    ++kills;
+    ASSERT_FALSE(runApply().error) << "killed at change " << nth;
+    expectConverged(rotated.cert_pem);
+    EXPECT_FALSE(bundleHolds(nodeFile(kTrustBundlePath).value_or(""), ca_.cert_pem));
+  }
+  EXPECT_EQ(kills, 3);  // journal, CA (registries.yaml and state stay), the journal's removal
+}
+
+TEST_F(CrashOnScratchRoot, ARestoreKilledAtAnyWriteIsFinishedByTheNextRestore) {
+  int kills = 0;
+  for (int nth = 1;; ++nth) {
+    reset();
+    ASSERT_FALSE(runApply().error);
+    if (!killedAt(nth, [&] { runRestore(); })) {
+      break;
+    }
+    ++kills;
+    const auto next = runRestore();
+    ASSERT_FALSE(next.error) << "killed at change " << nth << ": " << next.error->message;
+    EXPECT_EQ(nodeFile(kRegistries), kOwn) << "killed at change " << nth;
+    EXPECT_FALSE(nodeFile(kCaNodePath));
+    EXPECT_FALSE(nodeFile(kStatePath));
+    EXPECT_FALSE(nodeFile(kBackupPath));
+    EXPECT_FALSE(nodeFile(kJournalPath));
+    EXPECT_FALSE(bundleHolds(nodeFile(kTrustBundlePath).value_or(""), ca_.cert_pem));
+  }
+  EXPECT_EQ(kills, 6);  // journal, registries.yaml, CA, backup, state, the journal's removal
+}
+
+TEST_F(CrashOnScratchRoot, ALostStateNeverCostsTheNodesOwnFile) {
+  reset();
+  ASSERT_FALSE(runApply().error);
+  // A person follows the advice for a broken state: moves it away. Then the config changes.
+  std::filesystem::remove(real(kStatePath));
+  writeConfig(std::string(kConfig) + "  quay.io: quay-proxy\n");
+  ASSERT_FALSE(runApply().error);
+  EXPECT_EQ(nodeFile(kBackupPath), kOwn);
+  ASSERT_FALSE(runRestore().error);
+  EXPECT_EQ(nodeFile(kRegistries), kOwn);
+}
+
+TEST_F(CrashOnScratchRoot, ARestoreRunTwiceAfterItPutTheFileBackFinishesTheJob) {
+  reset();
+  ASSERT_FALSE(runApply().error);
+  // What an older restore killed between the backup and the state left: the node's file is
+  // back, the backup gone, the state still there.
+  writeNodeFile(kRegistries, kOwn);
+  std::filesystem::remove(real(kBackupPath));
+  const auto report = runRestore();
+  ASSERT_FALSE(report.error) << report.error->message;
+  EXPECT_EQ(nodeFile(kRegistries), kOwn);
+  EXPECT_FALSE(nodeFile(kStatePath));
+  EXPECT_FALSE(nodeFile(kCaNodePath));
+}
+
+TEST_F(CrashOnScratchRoot, ACaFileWrittenButNeverTrustedIsTrustedByTheNextApply) {
+  reset();
+  ASSERT_FALSE(runApply().error);
+  writeNodeFile(kTrustBundlePath, "");  // as if update-ca-certificates never ran
+  commands_.runs.clear();
+  const auto pending = runApply(true);
+  EXPECT_TRUE(pending.changed);
+  EXPECT_EQ(verbs(pending), std::vector<std::string>{"run update-ca-certificates"});
+  const auto report = runApply();
+  ASSERT_FALSE(report.error);
+  EXPECT_TRUE(report.restart_needed);
+  EXPECT_EQ(commands_.runs.size(), 1u);
+  EXPECT_TRUE(bundleHolds(*nodeFile(kTrustBundlePath), ca_.cert_pem));
+}
+
+TEST_F(ApplyOnScratchRoot, ARestoreThatWaitedForAnotherFindsNothingLeftAndWritesNothing) {
+  ASSERT_FALSE(runApply().error);
+  ASSERT_FALSE(runRestore().error);
+  // The second of two restores started together read the state before the first finished:
+  // only what it finds under the lock counts.
+  disk_.writes.clear();
+  const auto report = runRestore();
+  ASSERT_FALSE(report.error);
+  EXPECT_FALSE(report.changed);
+  EXPECT_TRUE(disk_.writes.empty());
+  EXPECT_FALSE(nodeFile(kRegistries));
 }
 
 }  // namespace

@@ -33,6 +33,17 @@ class NodeInMemory final : public Files {
     ADD_FAILURE() << "a file was removed from the node: " << path;
     return Ok{};
   }
+  Result<FileInfo> stat(const std::string& path) override {
+    return Error{"stat " + path + ": not in this fake", ErrorKind::kConfig};
+  }
+  Status removeDir(const std::string& path) override {
+    ADD_FAILURE() << "a folder was removed from the node: " << path;
+    return Ok{};
+  }
+  Result<std::optional<FileLock>> tryLock(const std::string& path) override {
+    ADD_FAILURE() << "the stage locked " << path;
+    return Error{"no lock in this fake", ErrorKind::kApply};
+  }
 };
 
 mode_t modeOf(const std::string& path) {

@@ -1,0 +1,104 @@
+// The journal that makes an interrupted apply or restore recoverable (common/journal.h), and the
+// lock's promise that a holder that died never blocks the next run.
+#include "common/journal.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/fs.h"
+
+namespace k3sma {
+namespace {
+
+TEST(Journal, RoundTripsAnyBytesAbsentFilesModesAndCommands) {
+  Journal j;
+  j.operation = "apply";
+  j.files = {{"/etc/rancher/k3s/registries.yaml", FileRole::kRegistries,
+              std::string("pass\xff\x00word\n", 13), 0644},
+             {"/usr/local/share/ca-certificates/k3s-mirror-agent/h.crt", FileRole::kCa,
+              std::nullopt, 0644},
+             {"/var/lib/k3s-mirror-agent/registries.yaml.orig", FileRole::kBackup, "", 0600}};
+  j.commands = {kRebuildTrustStore};
+  auto parsed = parseJournal(renderJournal(j), "journal.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_EQ(parsed.value(), j);
+}
+
+TEST(Journal, KeepsNoSecretInTheClear) {
+  Journal j;
+  j.operation = "apply";
+  j.files = {{"/r", FileRole::kRegistries, "password: hunter2\n", 0600}};
+  EXPECT_EQ(renderJournal(j).find("hunter2"), std::string::npos);
+}
+
+TEST(Journal, RecordsEveryChangeWithItsBeforeImageAndTheRebuildWhenACaChanges) {
+  const Plan plan = makePlan({{"/ca.crt", "new", 0644, FileRole::kCa},
+                              {"/r", "new", 0600, FileRole::kRegistries},
+                              {"/s", "x", 0600, FileRole::kState}},
+                             {{"/ca.crt", "old"}, {"/r", std::nullopt}, {"/s", "x"}},
+                             {{"/ca.crt", 0640}});
+  const Journal j = journalFor(plan, "apply");
+  ASSERT_EQ(j.files.size(), 2u);
+  EXPECT_EQ(j.files[0].path, "/ca.crt");
+  EXPECT_EQ(j.files[0].before, "old");
+  EXPECT_EQ(j.files[0].before_mode, 0640u);
+  EXPECT_EQ(j.files[1].before, std::nullopt);
+  EXPECT_EQ(j.commands, std::vector<std::string>{kRebuildTrustStore});
+  EXPECT_TRUE(journalFor(makePlan({{"/r", "n", 0600, FileRole::kRegistries}}, {}), "apply")
+                  .commands.empty());
+}
+
+TEST(Journal, ThatIsBrokenIsAnErrorNamingTheFileAndWhatToDo) {
+  for (const std::string text :
+       {"", "{\"version\": 2}", "{\"version\":1,\"operation\":\"apply\",\"files\":[{\"path\":\"/r\","
+                                "\"role\":\"ca\",\"before\":\"!!\",\"mode\":420}],\"commands\":[]}"}) {
+    auto parsed = parseJournal(text, "/var/lib/k3s-mirror-agent/journal.json");
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_EQ(parsed.error().kind, ErrorKind::kConfig);
+    EXPECT_NE(parsed.error().message.find("read journal /var/lib/k3s-mirror-agent/journal.json"),
+              std::string::npos)
+        << parsed.error().message;
+    EXPECT_NE(parsed.error().message.find("move it away"), std::string::npos);
+  }
+}
+
+// flock is the kernel's: a holder killed with SIGKILL (no destructor, no unlock) leaves its lock
+// file behind, and the lock is free the moment the process is gone.
+TEST(FileLockOfAKilledHolder, NeverBlocksTheNextRun) {
+  TempDir dir;
+  const std::string path = dir.path() + "/run/apply.lock";
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto held = FileLock::tryAcquire(path);
+    const char ok = held.ok() && held.value() ? 'y' : 'n';
+    (void)!::write(ready[1], &ok, 1);
+    ::pause();  // holds it until killed
+    ::_exit(0);
+  }
+  char ok = 0;
+  ASSERT_EQ(::read(ready[0], &ok, 1), 1);
+  ASSERT_EQ(ok, 'y');
+  {
+    auto busy = FileLock::tryAcquire(path);
+    ASSERT_TRUE(busy.ok());
+    EXPECT_FALSE(busy.value()) << "the lock was free while its holder lived";
+  }
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_TRUE(statFile(path).ok()) << "the killed holder's lock file is still there";
+  auto next = FileLock::tryAcquire(path);
+  ASSERT_TRUE(next.ok());
+  EXPECT_TRUE(next.value()) << "a dead holder's lock blocked the next run";
+  ::close(ready[0]);
+  ::close(ready[1]);
+}
+
+}  // namespace
+}  // namespace k3sma
