@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian 12 packages needed to build and test k3s-mirror-agent: the libraries, and
 # for the tests jq, openssl, ca-certificates, docker-registry and nginx (the probe's real
-# registry), debootstrap and systemd-container (the booted nodes), procps (pgrep), man-db and
+# registry, and the pull-through cache of the pull scenarios), skopeo (pushes their images), debootstrap and systemd-container (the booted nodes), procps (pgrep), man-db and
 # groff-base (the man page test renders the pages as lintian does), systemd (systemd-analyze
 # judges the unit's hardening; a container image may lack it), lintian (checks the packages).
 # Used by the README's quick start and by .ci/run; safe to run again (apt-get is idempotent).
@@ -11,7 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs="cmake g++ make pkg-config
   libyaml-cpp-dev libssl-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libdtl-dev libgtest-dev libgmock-dev
-  ca-certificates openssl jq docker-registry nginx-light
+  ca-certificates openssl jq docker-registry nginx-light skopeo
   debootstrap systemd-container procps man-db groff-base systemd lintian $*"
 # Only touch the package lists when something is missing: keeps a second run fast and offline.
 missing=""

@@ -36,12 +36,14 @@ echo "== the packages, amd64 and arm64 (packaging/build-debs.sh)"
 # Where the package tests look for them (K3SMA_DEBS_DIR's default).
 bash packaging/build-debs.sh "$src/build/release/debs"
 # The nodes' root filesystems are built (or taken from the cache) before the clock of any test
-# starts: amd64, arm64 (run under qemu), and amd64 with Ansible. Node tests run one at a time
-# (RUN_SERIAL); with CI=true a missing prerequisite of a test fails it instead of skipping it.
+# starts: amd64, arm64 (run under qemu), amd64 with Ansible, and amd64 with Debian's containerd
+# (the pull scenarios). Node tests run one at a time (RUN_SERIAL); with CI=true a missing
+# prerequisite of a test fails it instead of skipping it.
 bash tests/node/enable-qemu.sh arm64
 bash tests/node/build-rootfs.sh amd64 >/dev/null
 bash tests/node/build-rootfs.sh arm64 >/dev/null
 bash tests/node/build-rootfs.sh amd64 ansible-core python3-apt python3-cffi-backend >/dev/null
+bash tests/node/build-rootfs.sh amd64 containerd >/dev/null
 (cd "$src/build/release" && ctest --output-on-failure -j "$jobs")
 
 echo "== ASan + UBSan + _GLIBCXX_ASSERTIONS build: unit and black-box tests"
