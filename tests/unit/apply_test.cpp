@@ -60,6 +60,13 @@ class DiskWithFaults final : public Files {
   }
   Result<FileInfo> stat(const std::string& path) override { return real_.stat(real(path)); }
   Status removeDir(const std::string& path) override { return real_.removeDir(real(path)); }
+  Status makeDir(const std::string& path, mode_t mode) override {
+    killPoint();
+    return real_.makeDir(real(path), mode);
+  }
+  Result<std::optional<std::vector<std::string>>> listDirs(const std::string& path) override {
+    return real_.listDirs(real(path));
+  }
   Result<std::optional<FileLock>> tryLock(const std::string& path) override {
     return real_.tryLock(real(path));
   }
