@@ -612,22 +612,66 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
     rebuild = !bundle || !bundleHolds(*bundle, ca.value()->pem);
   }
   prepared.plan = makePlan(desired.files, on_disk.value().content, on_disk.value().modes, rebuild);
+  // The restart-free apply (common/reload.h): the files k3s would write go to certs.d, and the
+  // state records the setting they were written in, which makes them managed files.
+  auto replan = [&](DesiredFiles next_files, const State& next) -> Status {
+    for (auto& f : next_files.files) {
+      if (f.role == FileRole::kState) {
+        f.content = renderState(next);
+      }
+    }
+    auto now = readCurrent(next_files.files, root, deps, registries, current.value());
+    if (!now) {
+      return now.error();
+    }
+    prepared.plan = makePlan(next_files.files, now.value().content, now.value().modes, rebuild);
+    return Ok{};
+  };
+  const std::string certs_d = certsDPath(c.k3s.distribution);
   if (prepared.plan.restart_needed) {
     auto decided = decideHotOrRestart(c, root, deps, current.value(), prepared.registries_text);
     if (!decided) {
       return decided.error();
     }
     prepared.reload = std::move(decided.value());
-    if (prepared.reload->kind == ReloadKind::kHot) {
-      DesiredFiles hot = desired;
-      addHostsToml(hot, certsDPath(c.k3s.distribution), prepared.reload->files,
-                   prepared.reload->stale);
-      auto now = readCurrent(hot.files, root, deps, registries, current.value());
-      if (!now) {
-        return now.error();
-      }
-      prepared.plan = makePlan(hot.files, now.value().content, now.value().modes, rebuild);
+    State next = desired.next;
+    DesiredFiles files = desired;
+    const bool hot = prepared.reload->kind == ReloadKind::kHot;
+    // After a restart k3s writes certs.d itself: the agent's files are no longer managed.
+    next.hosts_toml = hot ? settingName(prepared.reload->options) : "";
+    if (hot) {
+      addHostsToml(files, certs_d, prepared.reload->files, prepared.reload->stale);
+    }
+    if (auto done = replan(files, next); !done) {
+      return done.error();
+    }
+    if (hot) {
       prepared.plan.restart_needed = false;  // containerd reads the new files at the next pull
+    }
+  } else if (!prepared.state.hosts_toml.empty()) {
+    // The hosts.toml files of a restart-free apply are managed: put back what a hand edit
+    // changed, unless k3s itself rewrote them since (a restart, perhaps in another setting:
+    // then that setting is recorded and nothing is written).
+    State next = desired.next;
+    DesiredFiles files = desired;
+    auto setting = settingNamed(prepared.state.hosts_toml, c.k3s.distribution);
+    auto decided = decideHotOrRestart(c, root, deps, current.value(), prepared.registries_text);
+    if (!decided) {
+      return decided.error();
+    }
+    if (c.k3s.reload == ReloadPolicy::kRestart || !setting) {
+      next.hosts_toml = "";
+    } else if (decided.value().kind == ReloadKind::kHot) {
+      next.hosts_toml = settingName(decided.value().options);
+    } else {
+      auto model = renderCertsD(prepared.registries_text, root.path(registries), *setting);
+      if (!model) {
+        return model.error();
+      }
+      addHostsToml(files, certs_d, model.value(), {});
+    }
+    if (auto done = replan(files, next); !done) {
+      return done.error();
     }
   }
   // With --root, update-ca-certificates needs the root's trust store directory; find out now

@@ -155,6 +155,25 @@ CertsDOptions certsDOptionsFor(Distribution d) {
   return options;
 }
 
+std::string settingName(const CertsDOptions& options) {
+  return std::string(options.layout == K3sLayout::kV1_29 ? "1.29" : "1.32") +
+         (options.disable_default_endpoint ? " no-default-endpoint" : "");
+}
+
+std::optional<CertsDOptions> settingNamed(const std::string& name, Distribution d) {
+  for (K3sLayout layout : {K3sLayout::kV1_32, K3sLayout::kV1_29}) {
+    for (bool disable : {false, true}) {
+      CertsDOptions options = certsDOptionsFor(d);
+      options.layout = layout;
+      options.disable_default_endpoint = disable;
+      if (settingName(options) == name) {
+        return options;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 std::string describeCertsDOptions(const CertsDOptions& options) {
   return std::string("k3s layout ") + (options.layout == K3sLayout::kV1_29 ? "1.29" : "1.32") +
          (options.disable_default_endpoint ? ", --disable-default-registry-endpoint"

@@ -67,6 +67,11 @@ struct ReloadDecision {
   std::vector<std::string> stale;  // hot: k3s-headed directories the new model no longer makes
 };
 
+// The setting as the state records it ("1.32", "1.29 no-default-endpoint"), and back (nullopt
+// for anything else) with the distribution's header.
+std::string settingName(const CertsDOptions& options);
+std::optional<CertsDOptions> settingNamed(const std::string& name, Distribution d);
+
 // "layout 1.32, default endpoint on" and the like, for notes.
 std::string describeCertsDOptions(const CertsDOptions& options);
 

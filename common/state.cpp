@@ -46,6 +46,7 @@ Result<State> parseState(const std::string& text, const std::string& source) {
     s.mirrors = reg.at("mirrors").get<std::vector<std::string>>();
     s.configs = reg.at("configs").get<std::vector<std::string>>();
     s.ca_files = j.at("ca_files").get<std::vector<std::string>>();
+    s.hosts_toml = j.value("hosts_toml", "");  // absent in the state of an agent before it
     return s;
   } catch (const nlohmann::json::exception& e) {
     return configError("read state " + source + ": " + e.what() + fix);
@@ -60,6 +61,9 @@ std::string renderState(const State& state) {
                      {"mirrors", state.mirrors},
                      {"configs", state.configs}};
   j["ca_files"] = state.ca_files;
+  if (!state.hosts_toml.empty()) {
+    j["hosts_toml"] = state.hosts_toml;
+  }
   return j.dump(2) + "\n";
 }
 

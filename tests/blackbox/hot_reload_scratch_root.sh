@@ -73,6 +73,23 @@ expect_rc 0
 [ "$(field .changed)" = false ] || fail "a second apply changed something: $OUT"
 [ "$(snapshot)" = "$before" ] || fail "a second apply touched the root"
 
+# --- the hosts.toml files are managed now: a hand edit is put back (no restart); k3s's own
+# rewrite at its next start (the same bytes) changes nothing.
+[ "$(jq -r .hosts_toml "$STATE")" = 1.32 ] || fail "the state does not record the setting: $(cat "$STATE")"
+cp "$CERTS_D/docker.io/hosts.toml" "$WORK/hosts.before"
+echo '  skip_verify = true' >> "$CERTS_D/docker.io/hosts.toml"
+agent apply --output json
+expect_rc 0
+[ "$(field .changed)" = true ] || fail "a hand-edited hosts.toml was not put back: $OUT"
+[ "$(field .restart_needed)" = false ] || fail "putting hosts.toml back needs no restart: $OUT"
+cmp -s "$WORK/hosts.before" "$CERTS_D/docker.io/hosts.toml" || fail "hosts.toml not put back byte for byte"
+k3s_started
+before=$(snapshot)
+agent apply --output json
+expect_rc 0
+[ "$(field .changed)" = false ] || fail "k3s's own rewrite was taken for drift: $OUT"
+[ "$(snapshot)" = "$before" ] || fail "an apply after k3s's restart touched the root"
+
 # --- a mirror removed, hot: its directory goes, the node's own stays.
 sed -i '/quay.io: quay-proxy/d' "$CONF/config.yaml"
 agent apply --output json
