@@ -47,10 +47,11 @@ expect_rc 0
 k3s_started
 mkdir -p "$CERTS_D/registry.lan:5000" && chmod 700 "$CERTS_D/registry.lan:5000"
 printf 'server = "http://registry.lan:5000"\n' > "$CERTS_D/registry.lan:5000/hosts.toml"
-sed -i 's/dockerhub-proxy/dockerhub-mirror/' "$CONF/config.yaml"
+sed -i 's/dockerhub-proxy/dockerhub-mirror/; s/^  docker.io: .*/&\n  registry.k8s.io: k8s-proxy/' "$CONF/config.yaml"
 agent apply --output json
 expect_rc 0
 [ "$(field .reload)" = hot ] || fail "a mirror change is not hot: $OUT"
+[ "$(mode_of "$CERTS_D/registry.k8s.io")" = 700 ] || fail "a new mirror's dir is not 0700 as k3s makes it"
 [ "$(field .restart_needed)" = false ] || fail "restart_needed after a hot reload: $OUT"
 [ "$(field .restarted)" = null ] || fail "something was restarted: $OUT"
 jq -e '.notes | index("reloaded without restarting k3s (containerd reads hosts.toml at the next pull)")' \
