@@ -4,6 +4,7 @@
 // stand-in compiles this file on its own.
 
 #include <arpa/inet.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <utility>
 
 namespace k3sma {
@@ -50,15 +52,13 @@ class Reader {
   Result<Registry> read(std::string_view text) {
     YAML::Node root;
     try {
-      std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-      if (docs.size() > 1) {
-        return fail(docs[1], "", "a second YAML document; k3s reads only the first");
+      const std::string doc(text);
+      if (Status s = checkStream(doc); !s) {
+        return s.error();
       }
-      if (!docs.empty()) {
-        root = docs[0];
-      }
+      root = YAML::Load(doc);
     } catch (const YAML::Exception& e) {
-      return configError("read " + source_ + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+      return failAt(e.mark.line + 1, "", e.msg);
     }
     Registry registry;
     if (!root.IsDefined() || root.IsNull()) {
@@ -87,6 +87,61 @@ class Reader {
 
  private:
   static int lineOf(const YAML::Node& node) { return node.Mark().line + 1; }
+
+  // Notes the first alias or anchor; builds nothing.
+  class Scan final : public YAML::EventHandler {
+   public:
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { note(mark, anchor); }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { note(mark, 1); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  const std::string&) override {
+      note(mark, anchor);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                         YAML::EmitterStyle::value) override {
+      note(mark, anchor);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                    YAML::EmitterStyle::value) override {
+      note(mark, anchor);
+    }
+    void OnMapEnd() override {}
+    std::optional<int> alias_line;
+
+   private:
+    void note(const YAML::Mark& mark, YAML::anchor_t anchor) {
+      if (anchor != YAML::NullAnchor && !alias_line) {
+        alias_line = mark.line + 1;
+      }
+    }
+  };
+
+  // One document, read to its end, without anchors or aliases. Go's decoder reads only the
+  // first document; a second one is refused rather than ignored. The parser is asked for two
+  // documents at most: yaml-cpp 0.7 (issue 1040) returns "another document" forever on some
+  // text (","), which is why YAML::LoadAll is not used. Anchors and aliases: k3s resolves them,
+  // the agent never writes them, and a shared node would be walked once per alias.
+  Status checkStream(const std::string& doc) const {
+    std::istringstream in(doc);
+    YAML::Parser parser(in);
+    Scan scan;
+    if (!parser.HandleNextDocument(scan)) {
+      return Ok{};
+    }
+    if (scan.alias_line) {
+      return failAt(*scan.alias_line, "", "YAML anchors and aliases are not supported");
+    }
+    Scan second;
+    if (parser.HandleNextDocument(second)) {
+      return failAt(static_cast<int>(std::count(doc.begin(), doc.end(), '\n')), "",
+                    "a second YAML document, or text after the first that YAML cannot read; k3s "
+                    "reads one document");
+    }
+    return Ok{};
+  }
 
   Error failAt(int line, const std::string& key, const std::string& reason) const {
     return configError("read " + source_ + ":" + std::to_string(line) + ": " +

@@ -56,11 +56,11 @@
 // What is refused (an error naming the file, line and key), because k3s would silently do
 // something else or the bytes depend on k3s's version: unknown keys below mirrors and configs (a
 // typo there silently drops a setting; unknown top-level keys are ignored, as k3s ignores them),
-// YAML tags, merge keys and duplicate keys, non-scalar values, a "*" or "_default" key under
-// configs, keys and endpoints that are not http(s) URLs or host[:port] (user info, query,
-// fragment, %-escapes, characters a URL would escape), non-ASCII or control characters in file
-// names. The embedded registry (spegel) is not modelled: give the registries.yaml after its
-// injection (endpoint https://127.0.0.1:6443 and its configs entry).
+// YAML tags, anchors, aliases, merge keys, duplicate keys and a second document, non-scalar values,
+// a "*" or "_default" key under configs, keys and endpoints that are not http(s) URLs or
+// host[:port] (user info, query, fragment, %-escapes, characters a URL would escape), non-ASCII or
+// control characters in file names. The embedded registry (spegel) is not modelled: give the
+// registries.yaml after its injection (endpoint https://127.0.0.1:6443 and its configs entry).
 
 #include <string>
 #include <string_view>

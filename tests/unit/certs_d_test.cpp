@@ -383,6 +383,17 @@ TEST(CertsDLastEndpoint, TheDefaultEndpointAnywhereButLastStaysAHost) {
             std::string::npos);
 }
 
+TEST(CertsDLastEndpoint, ARewriteOnTheFoldedDefaultStillWritesAFileWithoutIt) {
+  // The rewrite travels with the endpoint into `server`, where the template does not print it,
+  // but it still counts as configuration, so the file is written.
+  auto files = render(
+      "mirrors:\n  docker.io:\n    endpoint: [\"docker.io\"]\n    rewrite:\n      \"a\": \"b\"\n");
+  EXPECT_EQ(files["docker.io"], std::string(kHeader) +
+                                    "server = \"https://registry-1.docker.io/v2\"\n"
+                                    "capabilities = [\"pull\", \"resolve\", \"push\"]\n"
+                                    "\n[host]\n");
+}
+
 TEST(CertsDLastEndpoint, OnlyTheDefaultEndpointAndNoConfigWritesNoFile) {
   auto files = render("mirrors:\n  docker.io:\n    endpoint: [\"docker.io\"]\n  quay.io: {}\n");
   EXPECT_TRUE(files.empty());
@@ -405,6 +416,15 @@ TEST(CertsDConfigsDirs, AnAuthOnlyEntryGetsADirectoryButNoSecret) {
   ASSERT_EQ(files.count("h.example"), 1u);
   EXPECT_EQ(files["h.example"].find("hunter2"), std::string::npos);
   EXPECT_EQ(files["h.example"].find("robot"), std::string::npos);
+}
+
+TEST(CertsDConfigsDirs, AnEmptyTlsTableStillGetsADirectoryWithTheTemplatesBlankLine) {
+  // k3s tests the TLS pointer, not its fields: `tls: {}` is a TLS block with no line in it.
+  auto files = render("configs:\n  h.example:\n    tls: {}\n", layout129());
+  EXPECT_EQ(files["h.example"], std::string(kHeader) +
+                                    "\nserver = \"https://h.example/v2\"\n"
+                                    "capabilities = [\"pull\", \"resolve\", \"push\"]\n"
+                                    "\n\n\n[host]\n");
 }
 
 TEST(CertsDConfigsDirs, AnEmptyConfigsEntryWritesNothing) {
@@ -511,8 +531,8 @@ TEST(CertsDRefuses, WildcardConfigsAndTheDefaultKey) {
 TEST(CertsDRefuses, TagsMergeKeysDuplicatesAndBadBooleans) {
   EXPECT_NE(renderError("mirrors:\n  docker.io:\n    endpoint: [!!str c]\n").find("tag"),
             std::string::npos);
-  EXPECT_NE(renderError("base: &b\n  endpoint: [c]\nmirrors:\n  docker.io:\n    <<: *b\n")
-                .find("merge keys (<<) are not supported"),
+  EXPECT_NE(renderError("mirrors:\n  docker.io:\n    <<: {endpoint: [c]}\n")
+                .find(":3: mirrors.\"docker.io\": YAML merge keys (<<) are not supported"),
             std::string::npos);
   EXPECT_NE(renderError("mirrors:\n  a.io:\n    endpoint: [c]\n  a.io:\n    endpoint: [d]\n")
                 .find(":4: mirrors.\"a.io\": the key is given twice"),
@@ -520,6 +540,18 @@ TEST(CertsDRefuses, TagsMergeKeysDuplicatesAndBadBooleans) {
   EXPECT_NE(renderError("configs:\n  a.io:\n    tls:\n      insecure_skip_verify: \"true\"\n")
                 .find("must be true or false"),
             std::string::npos);
+}
+
+TEST(CertsDRefuses, AnchorsAndAliasesWithTheirLine) {
+  EXPECT_EQ(renderError("x: &b [c]\nmirrors:\n  docker.io:\n    endpoint: *b\n"),
+            "read /etc/rancher/k3s/registries.yaml:1: YAML anchors and aliases are not supported");
+}
+
+TEST(CertsDRefuses, ASecondDocumentAndTextYamlCppWouldReadForever) {
+  EXPECT_NE(renderError("mirrors: {}\n---\nconfigs: {}\n").find("a second YAML document"),
+            std::string::npos);
+  // yaml-cpp 0.7's LoadAll never returns on this (its issue 1040); the model must.
+  EXPECT_NE(renderError(",").find("a second YAML document"), std::string::npos);
 }
 
 TEST(CertsDRefuses, BrokenYamlWithItsLine) {
