@@ -66,9 +66,7 @@ Status prepareStage(const std::string& dir) {
   return Ok{};
 }
 
-Status finishStage(const std::string& dir) {
-  return writeFileAtomic(dir + "/complete", "", 0600);
-}
+Status finishStage(const std::string& dir) { return writeFileAtomic(dir + "/complete", "", 0600); }
 
 Result<std::optional<std::string>> StagingFiles::read(const std::string& path) {
   return node_.read(path);

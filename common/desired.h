@@ -37,15 +37,15 @@ inline constexpr const char* kTrustBundlePath = "/etc/ssl/certs/ca-certificates.
 bool bundleHolds(std::string_view bundle, std::string_view pem);
 
 struct ApplyInputs {
-  std::string registries_path;                   // node path
-  std::string registries_text;                   // what registries.yaml should hold
-  std::vector<std::string> mirrors;              // the entries the agent then manages
-  std::vector<std::string> configs;              //
-  std::optional<std::string> registries_now;     // on disk now; nullopt: no file
-  bool backup_exists = false;                    // kBackupPath is on disk
-  State state;                                   // on disk now
-  std::string ca_path;                           // node path; empty without a CA
-  std::optional<std::string> ca_pem;             // the CA as installed; nullopt without one
+  std::string registries_path;                // node path
+  std::string registries_text;                // what registries.yaml should hold
+  std::vector<std::string> mirrors;           // the entries the agent then manages
+  std::vector<std::string> configs;           //
+  std::optional<std::string> registries_now;  // on disk now; nullopt: no file
+  bool backup_exists = false;                 // kBackupPath is on disk
+  State state;                                // on disk now
+  std::string ca_path;                        // node path; empty without a CA
+  std::optional<std::string> ca_pem;          // the CA as installed; nullopt without one
 };
 
 struct DesiredFiles {

@@ -3,7 +3,9 @@
 # for the tests jq, openssl, ca-certificates, docker-registry and nginx (the probe's real
 # registry, and the pull-through cache of the pull scenarios), skopeo (pushes their images), debootstrap and systemd-container (the booted nodes), procps (pgrep), man-db and
 # groff-base (the man page test renders the pages as lintian does), systemd (systemd-analyze
-# judges the unit's hardening; a container image may lack it), lintian (checks the packages).
+# judges the unit's hardening; a container image may lack it), lintian (checks the packages),
+# strace (the crash tests kill the agent at every fsync with its fault injection), util-linux
+# (flock: the concurrency tests hold the agent's lock).
 # Used by the README's quick start and by .ci/run; safe to run again (apt-get is idempotent).
 # Extra package names on the command line are installed too (build-debs.sh adds debhelper).
 set -eu
@@ -12,7 +14,7 @@ pkgs="cmake g++ make pkg-config
   libyaml-cpp-dev libssl-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libdtl-dev libgtest-dev libgmock-dev
   ca-certificates openssl jq docker-registry nginx-light skopeo
-  debootstrap systemd-container procps man-db groff-base systemd lintian $*"
+  debootstrap systemd-container procps man-db groff-base systemd lintian strace util-linux $*"
 # Only touch the package lists when something is missing: keeps a second run fast and offline.
 missing=""
 for p in $pkgs; do

@@ -6,7 +6,8 @@
 # bundle, and restore giving back the node's own registries.yaml byte for byte. Every write is
 # fsync(file) rename fsync(dir), so the fsync points are the moments just before and just after
 # each rename (and after each unlink): every state a crash can leave on disk.
-# Needs strace, and (for the purge) a mount namespace for the chroot postrm runs in.
+# Needs strace, and (for the purge) a mount namespace for the chroot postrm runs in. Under
+# strace (ptrace) LeakSanitizer cannot work, so a sanitizer build runs the killed runs without it.
 source "$TESTLIB"
 command -v strace >/dev/null || fail "strace is not installed (packaging/install-build-deps.sh)"
 source "$(dirname "${BASH_SOURCE[0]}")/chroot-lib.sh"
@@ -32,7 +33,8 @@ killed_at() {
   shift
   # In a subshell whose stderr is dropped: bash's own "Killed" line is noise here.
   (
-    strace -qq -o /dev/null -e trace=fsync -e "inject=fsync:signal=KILL:when=$n" \
+    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+      strace -qq -o /dev/null -e trace=fsync -e "inject=fsync:signal=KILL:when=$n" \
       "$AGENT" "$@" --root "$ROOT" >"$WORK/killed.out" 2>"$WORK/killed.err"
     echo $? >"$WORK/killed.rc"
   ) 2>/dev/null || true

@@ -166,7 +166,6 @@ class FakeSystemd final : public Systemd {
   }
 };
 
-
 class ApplyOnScratchRoot : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -175,7 +174,9 @@ class ApplyOnScratchRoot : public ::testing::Test {
     ASSERT_TRUE(makeDirs(real("/etc/ssl/certs"), 0755).ok());
     // The bundle as update-ca-certificates (the fake) builds it from no CA of ours.
     writeNodeFile(kTrustBundlePath, "");
-    ca_ = testing::makeCert(caSpec("Home Lab CA", kNow + 24h * 365));
+    if (ca_.cert_pem.empty()) {  // one per test: the crash tests lay the node out again
+      ca_ = testing::makeCert(caSpec("Home Lab CA", kNow + 24h * 365));
+    }
     writeNodeFile("/etc/k3s-mirror-agent/harbor-ca.pem", ca_.cert_pem);
     writeConfig(kConfig);
   }
@@ -232,9 +233,7 @@ class ApplyOnScratchRoot : public ::testing::Test {
   class ForwardingSystemd final : public Systemd {
    public:
     explicit ForwardingSystemd(FakeSystemd& inner) : inner_(inner) {}
-    Result<UnitState> unitState(const std::string& unit) override {
-      return inner_.unitState(unit);
-    }
+    Result<UnitState> unitState(const std::string& unit) override { return inner_.unitState(unit); }
     Result<RestartJob> tryRestart(const std::string& unit,
                                   std::chrono::steady_clock::time_point deadline) override {
       return inner_.tryRestart(unit, deadline);
@@ -611,8 +610,9 @@ TEST_F(ApplyOnScratchRoot, ANoRestartRunNeverAsksSystemd) {
 
 class CrashOnScratchRoot : public ApplyOnScratchRoot {
  protected:
-  static constexpr const char* kOwn = "# the node's own\nmirrors:\n  docker.io:\n    endpoint: "
-                                      "[\"https://mirror.gcr.io\"]\n";
+  static constexpr const char* kOwn =
+      "# the node's own\nmirrors:\n  docker.io:\n    endpoint: "
+      "[\"https://mirror.gcr.io\"]\n";
 
   // Runs `op` with the kill at the nth file change; false when it finished before that.
   template <class Op>
@@ -819,6 +819,51 @@ TEST_F(ApplyOnScratchRoot, ARestoreThatWaitedForAnotherFindsNothingLeftAndWrites
   EXPECT_FALSE(report.changed);
   EXPECT_TRUE(disk_.writes.empty());
   EXPECT_FALSE(nodeFile(kRegistries));
+}
+
+TEST_F(ApplyOnScratchRoot, ABrokenJournalStopsApplyAndRestoreNamingItAndChangesNothing) {
+  writeNodeFile(kJournalPath, "{\"version\": 1, \"operation\": \"apply\"");
+  const auto before = everything();
+  for (const auto& report : {runApply(), runRestore()}) {
+    ASSERT_TRUE(report.error);
+    EXPECT_EQ(report.error->kind, ErrorKind::kConfig);
+    EXPECT_NE(report.error->message.find("read journal " + root_.path(kJournalPath)),
+              std::string::npos)
+        << report.error->message;
+  }
+  auto after = everything();
+  after.erase(real(kLockPath));
+  EXPECT_EQ(after, before);
+}
+
+TEST_F(ApplyOnScratchRoot, ADryRunSaysAnInterruptedRunIsPendingAndLeavesItAlone) {
+  const std::string journal =
+      renderJournal({"apply", {{kRegistries, FileRole::kRegistries, std::nullopt, 0600}}, {}});
+  writeNodeFile(kJournalPath, journal);
+  const auto report = runApply(true);
+  ASSERT_FALSE(report.error);
+  ASSERT_FALSE(report.notes.empty());
+  EXPECT_NE(report.notes[0].find("an interrupted run is recorded"), std::string::npos);
+  EXPECT_EQ(nodeFile(kJournalPath), journal);
+  EXPECT_TRUE(disk_.writes.empty());
+}
+
+TEST_F(ApplyOnScratchRoot, AnUndoThatCannotPutAFileBackKeepsTheJournalAndIsPartial) {
+  const std::string journal = renderJournal(
+      {"apply", {{kRegistries, FileRole::kRegistries, std::string("mirrors: {}\n"), 0600}}, {}});
+  writeNodeFile(kJournalPath, journal);
+  disk_.fail_write = [&](const std::string& path, int) { return path == root_.path(kRegistries); };
+  const auto report = runApply();
+  ASSERT_TRUE(report.error);
+  EXPECT_EQ(report.error->kind, ErrorKind::kPartial);
+  EXPECT_NE(report.error->message.find("the journal is kept"), std::string::npos)
+      << report.error->message;
+  EXPECT_EQ(nodeFile(kJournalPath), journal);
+  disk_.fail_write = nullptr;
+  const auto next = runApply();
+  ASSERT_FALSE(next.error) << next.error->message;
+  EXPECT_EQ(nodeFile(kBackupPath), "mirrors: {}\n");  // put back first, then backed up
+  EXPECT_FALSE(nodeFile(kJournalPath));
 }
 
 }  // namespace

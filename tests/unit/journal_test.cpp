@@ -16,7 +16,7 @@ TEST(Journal, RoundTripsAnyBytesAbsentFilesModesAndCommands) {
   Journal j;
   j.operation = "apply";
   j.files = {{"/etc/rancher/k3s/registries.yaml", FileRole::kRegistries,
-              std::string("pass\xff\x00word\n", 13), 0644},
+              std::string("pass\xff\x00word\n", 11), 0644},
              {"/usr/local/share/ca-certificates/k3s-mirror-agent/h.crt", FileRole::kCa,
               std::nullopt, 0644},
              {"/var/lib/k3s-mirror-agent/registries.yaml.orig", FileRole::kBackup, "", 0600}};
@@ -34,11 +34,11 @@ TEST(Journal, KeepsNoSecretInTheClear) {
 }
 
 TEST(Journal, RecordsEveryChangeWithItsBeforeImageAndTheRebuildWhenACaChanges) {
-  const Plan plan = makePlan({{"/ca.crt", "new", 0644, FileRole::kCa},
-                              {"/r", "new", 0600, FileRole::kRegistries},
-                              {"/s", "x", 0600, FileRole::kState}},
-                             {{"/ca.crt", "old"}, {"/r", std::nullopt}, {"/s", "x"}},
-                             {{"/ca.crt", 0640}});
+  const Plan plan =
+      makePlan({{"/ca.crt", "new", 0644, FileRole::kCa},
+                {"/r", "new", 0600, FileRole::kRegistries},
+                {"/s", "x", 0600, FileRole::kState}},
+               {{"/ca.crt", "old"}, {"/r", std::nullopt}, {"/s", "x"}}, {{"/ca.crt", 0640}});
   const Journal j = journalFor(plan, "apply");
   ASSERT_EQ(j.files.size(), 2u);
   EXPECT_EQ(j.files[0].path, "/ca.crt");
@@ -52,8 +52,9 @@ TEST(Journal, RecordsEveryChangeWithItsBeforeImageAndTheRebuildWhenACaChanges) {
 
 TEST(Journal, ThatIsBrokenIsAnErrorNamingTheFileAndWhatToDo) {
   for (const std::string text :
-       {"", "{\"version\": 2}", "{\"version\":1,\"operation\":\"apply\",\"files\":[{\"path\":\"/r\","
-                                "\"role\":\"ca\",\"before\":\"!!\",\"mode\":420}],\"commands\":[]}"}) {
+       {"", "{\"version\": 2}",
+        "{\"version\":1,\"operation\":\"apply\",\"files\":[{\"path\":\"/r\","
+        "\"role\":\"ca\",\"before\":\"!!\",\"mode\":420}],\"commands\":[]}"}) {
     auto parsed = parseJournal(text, "/var/lib/k3s-mirror-agent/journal.json");
     ASSERT_FALSE(parsed.ok()) << text;
     EXPECT_EQ(parsed.error().kind, ErrorKind::kConfig);

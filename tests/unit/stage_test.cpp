@@ -82,6 +82,14 @@ class AStage : public ::testing::Test {
   NodeInMemory node_;
 };
 
+TEST_F(AStage, NeverRemovesTheNodesEmptyCaFolder) {
+  // restore removes the agent's CA folder once empty; staged, postrm does that (NodeInMemory
+  // fails the test if the node's folder is removed).
+  StagingFiles files(node_, stage_);
+  EXPECT_TRUE(files.removeDir("/usr/local/share/ca-certificates/k3s-mirror-agent").ok());
+  EXPECT_FALSE(std::filesystem::exists(stage_));
+}
+
 TEST_F(AStage, ReadsThroughToTheNodeAsItIs) {
   node_.files["/etc/rancher/k3s/registries.yaml"] = "mirrors: {}\n";
   StagingFiles files(node_, stage_);
@@ -194,6 +202,26 @@ TEST_F(AStage, ThatCannotBeMadeIsAnErrorNamingIt) {
   ASSERT_FALSE(prepared.ok());
   EXPECT_NE(prepared.error().message.find(tmp_.path() + "/file/purge"), std::string::npos)
       << prepared.error().message;
+}
+
+TEST(AStageKilledMidway, IsPreparedAgainOverItsLeftoverTemporaryFiles) {
+  TempDir dir;
+  const std::string stage = dir.path() + "/purge";
+  ASSERT_TRUE(prepareStage(stage).ok());
+  ASSERT_TRUE(writeFileAtomic(stage + "/.remove.tmp-4242", "half", 0600).ok());
+  ASSERT_TRUE(prepareStage(stage).ok());
+  EXPECT_TRUE(std::filesystem::is_empty(stage));
+}
+
+TEST(AStageDirectory, IsCompleteOnlyOnceFinished) {
+  TempDir dir;
+  const std::string stage = dir.path() + "/purge";
+  ASSERT_TRUE(prepareStage(stage).ok());
+  EXPECT_FALSE(std::filesystem::exists(stage + "/complete"));
+  ASSERT_TRUE(finishStage(stage).ok());
+  EXPECT_TRUE(std::filesystem::exists(stage + "/complete"));
+  ASSERT_TRUE(prepareStage(stage).ok());  // an earlier complete stage is replaced
+  EXPECT_TRUE(std::filesystem::is_empty(stage));
 }
 
 }  // namespace
