@@ -2,7 +2,9 @@
 // At its start it does what k3s's agent does before it is ready (k3s pkg/agent/containerd):
 //   - reads registries.yaml once; refuses to become ready when it cannot use the file: it
 //     exits with an error, and the unit's Restart=always starts it again, so with
-//     TimeoutStartSec=0 it stays "activating";
+//     TimeoutStartSec=0 it stays "activating". "Cannot use" is YAML that does not parse, or a
+//     file the model refuses (it refuses what it cannot reproduce byte for byte, where k3s may
+//     do something else silently; the agent never writes such a file);
 //   - cleans <data-dir>/agent/etc/containerd/certs.d as k3s >= v1.31.1 does: it removes the
 //     directories it is about to write and every directory whose hosts.toml starts with k3s's
 //     header line; any other directory survives;

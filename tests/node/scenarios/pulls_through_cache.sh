@@ -15,17 +15,6 @@ NODE_EXTRA=containerd  # the node's root filesystem with Debian's containerd (a 
 source "${NODE_DIR:?NODE_DIR must name tests/node}/lib.sh"
 source "$NODE_DIR/cache-lib.sh"
 
-CERTS_D=/var/lib/rancher/k3s/agent/etc/containerd/certs.d
-STANDIN_ENV=$NODE/etc/k3s-standin/env
-
-# pull NAME: the node's containerd pulls docker.io/library/NAME:1; its output is in
-# $WORK/pull-NAME.log. CONTAINERD_SNAPSHOTTER is ctr's own setting: unpacking uses the native
-# snapshotter, as the stand-in's containerd does for the CRI (overlayfs is refused in a container).
-pull() {
-  in_node env CONTAINERD_SNAPSHOTTER=native ctr --address /run/k3s/containerd/containerd.sock \
-    -n k8s.io images pull --hosts-dir "$CERTS_D" "docker.io/library/$1:1" >"$WORK/pull-$1.log" 2>&1
-}
-must_pull() { pull "$1" || fail "the pull of $1 failed: $(tail -5 "$WORK/pull-$1.log")"; }
 # through_project NAME PROJECT: the cache's project served NAME and Docker Hub saw nothing of it.
 through_project() {
   served_by "$CACHE_LOG" "$1" "$2" ||
@@ -38,8 +27,7 @@ through_hub() {
   ! served_by "$CACHE_LOG" "$1" dockerhub-proxy && ! served_by "$CACHE_LOG" "$1" hub-cache ||
     fail "$1 was served by the cache too"
 }
-# standin_env LINE...: the stand-in's EnvironmentFile; restart_k3s: a restart by hand.
-standin_env() { mkdir -p "${STANDIN_ENV%/*}" && printf '%s\n' K3S_STANDIN_CONTAINERD=1 "$@" >"$STANDIN_ENV"; }
+# restart_k3s: a restart by hand (the stand-in reads its environment file again).
 restart_k3s() {
   in_node systemctl restart "$UNIT" || fail "systemctl restart $UNIT failed"
   wait_state "$UNIT" active
@@ -59,13 +47,17 @@ FAILED=()
 # as an if's condition: bash would turn errexit off inside it.
 scenario() {
   local rc=0
+  # The ERR trap stays on inside (it names the command that failed), not for the subshell.
+  trap - ERR
   set +e
   (
+    trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
     set -e
     "$1"
   )
   rc=$?
   set -e
+  trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
   if [ $rc -eq 0 ]; then
     echo "PASS: $1"
   else
@@ -74,17 +66,7 @@ scenario() {
   fi
 }
 
-node_create "$ROLE"
-# Debian's package enables its own containerd.service (/run/containerd); a k3s node runs only
-# k3s's, which the stand-in starts.
-ln -sf /dev/null "$NODE/etc/systemd/system/containerd.service"
-setup_config             # $WORK/harbor.pem: the cache's CA, the agent's registry.ca_file
-cache_start
-node_cache_names
-node_trust_hub
-standin_env
-node_boot
-wait_state "$UNIT" active
+cache_node "$ROLE"
 for img in before first second rotating third refused down nodefault layout129 auth; do
   make_image "$img"
 done

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Benchmark, not a test: on a booted node whose stand-in k3s runs Debian's containerd, pulling
+# through the real cache of tests/node/cache-lib.sh, the time from the start of `apply` for a
+# mirror change (docker.io's project flips between dockerhub-proxy and hub-cache, so every
+# change restarts k3s — today's path) to the end of the first successful pull through the new
+# project, as the cache's access log shows it. Printed beside:
+#   - apply alone and the pull alone, from the same runs;
+#   - k3s starts per change (the stand-in counts its starts);
+#   - /bin/true entered into the node the same way (nsenter), the floor of every figure.
+# Each round pulls an image of its own, so every pull fetches its manifest and blobs through the
+# cache (nothing is in containerd's store yet). The apply includes update-ca-certificates only at
+# the first apply (not timed) and the restart's settle time (2 s: the unit must stay active).
+# Usage: tests/bench/node-pull.sh [ROUNDS]   (after a build in build/release; default 5 rounds)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-5}
+export AGENT=${AGENT:-$PWD/build/release/agent/k3s-mirror-agent}
+export STANDIN=${STANDIN:-$PWD/build/release/tests/k3s-standin}
+export NODE_DIR=$PWD/tests/node
+NODE_EXTRA=containerd
+source tests/node/lib.sh
+source tests/node/cache-lib.sh
+cache_node server
+apply
+expect_rc 0
+for i in $(seq "$rounds"); do make_image "bench$i"; done
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+total=() apply_ms=() pull_ms=() true_ms=()
+project=dockerhub-proxy
+before=$(starts)
+for i in $(seq "$rounds"); do
+  if [ $project = dockerhub-proxy ]; then project=hub-cache; else project=dockerhub-proxy; fi
+  write_config $project
+  t0=$(now_ms)
+  in_node k3s-mirror-agent apply -q >"$WORK/apply-$i.log" 2>&1 || fail "apply $i failed: $(cat "$WORK/apply-$i.log")"
+  t1=$(now_ms)
+  # The first pull that succeeds: right after apply returns k3s is active with containerd up,
+  # so this is one try unless something is wrong (then it is retried for 30 s).
+  deadline=$((SECONDS + 30))
+  until pull "bench$i"; do
+    [ $SECONDS -lt $deadline ] || fail "no pull of bench$i succeeded: $(tail -3 "$WORK/pull-bench$i.log")"
+  done
+  t2=$(now_ms)
+  served_by "$CACHE_LOG" "bench$i" $project || fail "bench$i was not served by the project $project"
+  ! requested "$HUB_LOG" "bench$i" || fail "bench$i went to Docker Hub"
+  t3=$(now_ms)
+  in_node /bin/true
+  t4=$(now_ms)
+  total+=($((t2 - t0))) apply_ms+=($((t1 - t0))) pull_ms+=($((t2 - t1))) true_ms+=($((t4 - t3)))
+done
+restarts=$(($(starts) - before))
+
+stats() {  # stats NAME VALUES...: median, min and max in ms
+  local name=$1
+  shift
+  printf '%s\n' "$@" | sort -n | awk -v name="$name" '{v[NR] = $1}
+    END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+         printf "%s: median %d ms, min %d ms, max %d ms over %d runs\n", name, m, v[1], v[NR], NR}'
+}
+echo "mirror change with restart, $rounds rounds on a booted server node (nsenter into the node):"
+stats "apply start -> first pull through the new project done" "${total[@]}"
+stats "  of which apply (restart of k3s.service and its 2 s settle included)" "${apply_ms[@]}"
+stats "  of which the pull (manifest and blobs through the cache)" "${pull_ms[@]}"
+stats "/bin/true entered the same way" "${true_ms[@]}"
+echo "k3s starts per change: $restarts in $rounds changes"
