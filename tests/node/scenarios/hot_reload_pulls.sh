@@ -56,7 +56,7 @@ scenario() {
 }
 
 cache_node "$ROLE"
-for img in first hot rotating rotated removed authed embedded; do
+for img in first hot rotating rotated removed authed embedded daemonhot; do
   make_image "$img"
 done
 
@@ -162,9 +162,32 @@ embedded_registry_dir_restarts_once() {
   through_project embedded dockerhub-proxy
 }
 
+# The daemon, as the hardened systemd service: a config edit is applied hot within the debounce
+# — no splay (60 s here would show) and no k3s start — and counted as a hot reload.
+daemon_applies_an_edit_hot() {
+  daemon_settings "debounce: 500ms" "splay: 60s" "probe_interval: 0s"
+  start_daemon
+  local before applies t0
+  before=$(invocation)
+  applies=$(djson .applies)
+  t0=$SECONDS
+  sed -i 's/dockerhub-proxy/hub-cache/' "$NODE/etc/k3s-mirror-agent/config.yaml"
+  wait_applies $((applies + 1)) 20
+  wait_for "the edit reaching certs.d" 20 grep -q '/v2/hub-cache"' "$NODE$CERTS_D/docker.io/hosts.toml"
+  echo "edit applied hot by the daemon after $((SECONDS - t0)) s (debounce 0.5 s; splay 60 s)"
+  # A splay is logged ("waiting N s (splay) first"): a hot reload must not have taken one.
+  daemon_journal | grep -q '(splay)' && fail "the daemon splayed before a hot reload: $(daemon_journal | grep splay)"
+  [ "$(djson .last_apply.reload)" = hot ] || fail "the daemon's apply was not hot: $(daemon_status)"
+  [ "$(djson .reloads.hot)" = 1 ] || fail "status.json does not count the hot reload: $(daemon_status)"
+  [ "$(invocation)" = "$before" ] || fail "k3s was started by the daemon's hot reload"
+  must_pull daemonhot
+  through_project daemonhot hub-cache
+  in_node systemctl stop k3s-mirror-agent.service
+}
+
 for s in ${SCENARIOS:-first_apply_restarts mirror_change_is_hot_and_k3s_rewrites_the_same_bytes \
   ca_rotation_is_hot mirror_removed_is_hot_and_falls_back auth_change_restarts_once \
-  embedded_registry_dir_restarts_once}; do
+  embedded_registry_dir_restarts_once daemon_applies_an_edit_hot}; do
   scenario "$s"
 done
 [ ${#FAILED[@]} -eq 0 ] || fail "${#FAILED[@]} scenario(s) failed: ${FAILED[*]}"
