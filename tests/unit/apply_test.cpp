@@ -16,8 +16,8 @@
 
 #include "common/desired.h"
 #include "common/journal.h"
-#include "common/reload.h"
 #include "common/registries.h"
+#include "common/reload.h"
 #include "tests/support/certs.h"
 
 namespace k3sma {
@@ -694,9 +694,9 @@ TEST_F(CrashOnScratchRoot, ACaRotationKilledAtAnyWriteConvergesOnTheNextApply) {
 TEST_F(CrashOnScratchRoot, AHotApplyKilledAtAnyWriteConvergesOnTheNextApply) {
   const std::string certs_d = "/var/lib/rancher/k3s/agent/etc/containerd/certs.d";
   auto k3sStarted = [&] {
-    writeNodeFile("/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
-                  "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"" +
-                      certs_d + "\"\n");
+    writeNodeFile(
+        "/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
+        "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"" + certs_d + "\"\n");
     auto files = renderCertsD(nodeFile(kRegistries).value_or(""), "registries.yaml", {});
     ASSERT_TRUE(files.ok());
     for (const auto& f : files.value()) {
