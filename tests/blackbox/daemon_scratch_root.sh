@@ -31,6 +31,8 @@ wait_for "the new drop-in applied" grep -q '/v2/k8s-proxy"' "$REG"
 sed 's/quay-proxy/quay-cache/' "$CONF/config.yaml" >"$CONF/.config.yaml.swp"
 mv "$CONF/.config.yaml.swp" "$CONF/config.yaml"
 wait_for "the renamed-over config applied" grep -q '/v2/quay-cache"' "$REG"
+# registries.yaml is not the apply's last step: the state, then the journal's removal, follow.
+wait_for "that apply finished" test ! -e "$ROOT/var/lib/k3s-mirror-agent/journal.json"
 
 # Broken: nothing changes and the status says why; fixed: applied.
 # What the agent manages: everything but the config being edited and the daemon's own reports.
