@@ -100,6 +100,26 @@ Result<OnDisk> readCurrent(const std::vector<DesiredFile>& desired, const Root& 
   return on_disk;
 }
 
+std::string parentDir(const std::string& path) { return path.substr(0, path.rfind('/')); }
+
+// Writes content (or removes the file when nullopt) at a node path. A hosts.toml gets its
+// directory as k3s makes it (0700) first, and an emptied one goes: containerd reads a directory
+// without hosts.toml as "no config", but k3s never leaves one, so neither do we.
+Status putFile(Deps& deps, const Root& root, const std::string& node_path, FileRole role,
+               const std::optional<std::string>& content, mode_t mode) {
+  const std::string path = root.path(node_path);
+  if (role == FileRole::kHostsToml && content) {
+    if (auto made = deps.files.makeDir(parentDir(path), 0700); !made) {
+      return made;
+    }
+  }
+  Status done = content ? deps.files.write(path, *content, mode) : deps.files.remove(path);
+  if (done && role == FileRole::kHostsToml && !content) {
+    return deps.files.removeDir(parentDir(path));
+  }
+  return done;
+}
+
 Action actionOf(const Step& step) {
   if (step.change == nullptr) {
     return {"run", "update-ca-certificates"};
@@ -169,9 +189,8 @@ std::vector<std::string> undo(const Executed& executed, const Root& root, Deps& 
   for (auto it = executed.done.rbegin(); it != executed.done.rend(); ++it) {
     const FileChange& change = **it;
     ca_removed = ca_removed || (change.role == FileRole::kCa && !change.before);
-    const std::string path = root.path(change.path);
-    Status undone = change.before ? deps.files.write(path, *change.before, change.before_mode)
-                                  : deps.files.remove(path);
+    Status undone =
+        putFile(deps, root, change.path, change.role, change.before, change.before_mode);
     if (!undone) {
       left.push_back(change.path + " (" + undone.error().message + ")");
     }
@@ -233,9 +252,7 @@ Status recover(const Root& root, Deps& deps, Report& report) {
                j.operation, path, j.files.size());
   std::vector<std::string> left;
   for (auto it = j.files.rbegin(); it != j.files.rend(); ++it) {
-    const std::string target = root.path(it->path);
-    Status undone = it->before ? deps.files.write(target, *it->before, it->before_mode)
-                               : deps.files.remove(target);
+    Status undone = putFile(deps, root, it->path, it->role, it->before, it->before_mode);
     if (!undone) {
       left.push_back(it->path + " (" + undone.error().message + ")");
     }
@@ -321,9 +338,7 @@ Executed executeFiles(const Plan& plan, const ApplyOptions& options, const std::
       }
     } else {
       const FileChange& change = *step.change;
-      const std::string path = root.path(change.path);
-      Status done_one = change.after ? deps.files.write(path, *change.after, change.mode)
-                                     : deps.files.remove(path);
+      Status done_one = putFile(deps, root, change.path, change.role, change.after, change.mode);
       if (!done_one) {
         failure = done_one.error();
         break;
@@ -405,6 +420,26 @@ Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& optio
   return std::optional<RestartTarget>{RestartTarget{std::move(systemd.value()), *unit.value()}};
 }
 
+// The text the command line prints after a hot reload (the words).
+constexpr const char* kHotNote =
+    "reloaded without restarting k3s (containerd reads hosts.toml at the next pull)";
+
+// Why this change is (or would be) hot or needs a restart, for people.
+void sayReload(const Prepared& prepared, Report& report, bool dry_run) {
+  if (!prepared.reload) {
+    return;
+  }
+  const ReloadDecision& d = *prepared.reload;
+  if (d.kind == ReloadKind::kHot) {
+    if (dry_run) {
+      report.reload = "hot";
+      report.notes.push_back("would reload without restarting k3s: " + d.reason);
+    }
+    return;
+  }
+  report.notes.push_back("not reloaded without a restart: " + d.reason);
+}
+
 // After a restart, k3s rewrites containerd's hosts.toml for every mirror. Where k3s's data dir
 // exists, wait (within the deadline) for each to be rewritten and to name the cache endpoint;
 // report the ones that were not. Not a reason to roll back: k3s itself is up.
@@ -416,7 +451,7 @@ void checkHostsToml(const Config& config, const Root& root, Deps& deps,
   }
   auto pending = expectedHostsToml(config);
   for (;;) {
-    std::erase_if(pending, [&](const HostsToml& h) {
+    std::erase_if(pending, [&](const ExpectedHostsToml& h) {
       auto info = deps.files.stat(root.path(h.path));
       if (!info || info.value().modified < since) {
         return false;
@@ -433,6 +468,39 @@ void checkHostsToml(const Config& config, const Root& root, Deps& deps,
     report.warnings.push_back(unitWord(config) + " did not rewrite " + h.path + " to name " +
                               h.endpoint + " after the restart; check its log");
   }
+}
+
+// Reads what the restart-free decision needs from the node: containerd's config.toml as k3s
+// wrote it, and the hosts.toml of every directory in certs.d.
+Result<ReloadDecision> decideHotOrRestart(const Config& config, const Root& root, Deps& deps,
+                                          const std::optional<std::string>& registries_now,
+                                          const std::string& registries_new) {
+  ReloadInputs in;
+  in.distribution = config.k3s.distribution;
+  in.policy = config.k3s.reload;
+  in.registries_now = registries_now;
+  in.registries_new = registries_new;
+  if (in.policy == ReloadPolicy::kAuto) {
+    auto toml = readNodeFile(deps, root, containerdConfigPath(in.distribution));
+    if (!toml) {
+      return toml.error();
+    }
+    in.containerd_config = std::move(toml.value());
+    const std::string certs_d = certsDPath(in.distribution);
+    auto dirs = deps.files.listDirs(root.path(certs_d));
+    if (!dirs) {
+      return dirs.error();
+    }
+    in.certs_d_exists = dirs.value().has_value();
+    for (const auto& dir : dirs.value().value_or(std::vector<std::string>{})) {
+      auto hosts = readNodeFile(deps, root, certs_d + "/" + dir + "/hosts.toml");
+      if (!hosts) {
+        return hosts.error();
+      }
+      in.certs_d[dir] = std::move(hosts.value());
+    }
+  }
+  return decideReload(in);
 }
 
 }  // namespace
@@ -472,7 +540,7 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
   if (!config) {
     return config.error();
   }
-  Prepared prepared{std::move(config.value()), {}, {}, {}, {}, {}, {}};
+  Prepared prepared{std::move(config.value()), {}, {}, {}, {}, {}, {}, {}};
   const Config& c = prepared.config;
 
   auto ca = loadCa(c, root, deps);
@@ -544,6 +612,68 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
     rebuild = !bundle || !bundleHolds(*bundle, ca.value()->pem);
   }
   prepared.plan = makePlan(desired.files, on_disk.value().content, on_disk.value().modes, rebuild);
+  // The restart-free apply (common/reload.h): the files k3s would write go to certs.d, and the
+  // state records the setting they were written in, which makes them managed files.
+  auto replan = [&](DesiredFiles next_files, const State& next) -> Status {
+    for (auto& f : next_files.files) {
+      if (f.role == FileRole::kState) {
+        f.content = renderState(next);
+      }
+    }
+    auto now = readCurrent(next_files.files, root, deps, registries, current.value());
+    if (!now) {
+      return now.error();
+    }
+    prepared.plan = makePlan(next_files.files, now.value().content, now.value().modes, rebuild);
+    return Ok{};
+  };
+  const std::string certs_d = certsDPath(c.k3s.distribution);
+  if (prepared.plan.restart_needed) {
+    auto decided = decideHotOrRestart(c, root, deps, current.value(), prepared.registries_text);
+    if (!decided) {
+      return decided.error();
+    }
+    prepared.reload = std::move(decided.value());
+    State next = desired.next;
+    DesiredFiles files = desired;
+    const bool hot = prepared.reload->kind == ReloadKind::kHot;
+    // After a restart k3s writes certs.d itself: the agent's files are no longer managed.
+    next.hosts_toml = hot ? settingName(prepared.reload->options) : "";
+    if (hot) {
+      addHostsToml(files, certs_d, prepared.reload->files, prepared.reload->stale);
+    }
+    if (auto done = replan(files, next); !done) {
+      return done.error();
+    }
+    if (hot) {
+      prepared.plan.restart_needed = false;  // containerd reads the new files at the next pull
+    }
+  } else if (!prepared.state.hosts_toml.empty()) {
+    // The hosts.toml files of a restart-free apply are managed: put back what a hand edit
+    // changed, unless k3s itself rewrote them since (a restart, perhaps in another setting:
+    // then that setting is recorded and nothing is written).
+    State next = desired.next;
+    DesiredFiles files = desired;
+    auto setting = settingNamed(prepared.state.hosts_toml, c.k3s.distribution);
+    auto decided = decideHotOrRestart(c, root, deps, current.value(), prepared.registries_text);
+    if (!decided) {
+      return decided.error();
+    }
+    if (c.k3s.reload == ReloadPolicy::kRestart || !setting) {
+      next.hosts_toml = "";
+    } else if (decided.value().kind == ReloadKind::kHot) {
+      next.hosts_toml = settingName(decided.value().options);
+    } else {
+      auto model = renderCertsD(prepared.registries_text, root.path(registries), *setting);
+      if (!model) {
+        return model.error();
+      }
+      addHostsToml(files, certs_d, model.value(), {});
+    }
+    if (auto done = replan(files, next); !done) {
+      return done.error();
+    }
+  }
   // With --root, update-ca-certificates needs the root's trust store directory; find out now
   // rather than after the files were written.
   if (prepared.plan.update_ca_certificates && !root.isSystem() &&
@@ -603,6 +733,7 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     report.changed = true;
     report.restart_needed = prepared.value().plan.restart_needed;
     report.actions = describe(prepared.value().plan);
+    sayReload(prepared.value(), report, true);
     return report;
   }
   // verify.preflight: the images through the new config, before anything is written.
@@ -662,12 +793,17 @@ Report apply(const ApplyOptions& options, Deps& deps) {
   }
 
   report.notes.insert(report.notes.end(), target_notes.begin(), target_notes.end());
+  sayReload(prepared.value(), report, false);
   const Executed executed = executeFiles(plan, options, "apply", deps, report);
   if (report.error) {
     return report;
   }
   if (!target) {
     finishJournal(options, deps, report);
+    if (prepared.value().reload && prepared.value().reload->kind == ReloadKind::kHot) {
+      report.reload = "hot";
+      report.notes.push_back(kHotNote);
+    }
     return report;
   }
 
@@ -677,6 +813,7 @@ Report apply(const ApplyOptions& options, Deps& deps) {
   if (attempt.status) {
     finishJournal(options, deps, report);
     report.restarted = target->unit;
+    report.reload = "restart";
     report.actions.push_back({"restart", target->unit});
     checkHostsToml(config, options.root, deps, restart_started, deadline, report);
     return report;

@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/plan.h"
+#include "common/reload.h"
 #include "common/state.h"
 
 namespace k3sma {
@@ -66,6 +67,9 @@ struct Report {
   bool changed = false;
   bool restart_needed = false;
   std::optional<std::string> restarted;  // the unit restarted, when one was
+  // "hot": the change went to containerd's certs.d without a restart (common/reload.h);
+  // "restart": k3s was restarted; nullopt: neither (nothing to pick up, or no restart allowed).
+  std::optional<std::string> reload;
   bool rolled_back = false;
   bool dry_run = false;
   std::vector<Action> actions;  // done, or with dry_run what would be done
@@ -81,6 +85,9 @@ struct Prepared {
   std::string registries_text;  // what registries.yaml should hold
   std::string ca_pem;           // the configured CA as it is installed; empty without one
   Plan plan;
+  // Set when the change needs k3s to pick it up: hot (the plan then holds the hosts.toml files
+  // and needs no restart) or restart, with the reason.
+  std::optional<ReloadDecision> reload;
   std::vector<std::string> warnings;  // e.g. a CA that expires soon
 };
 

@@ -107,6 +107,7 @@ int printReport(const Report& r, const Options& o, const char* what) {
     j["changed"] = r.changed;
     j["restart_needed"] = r.restart_needed;
     j["restarted"] = r.restarted ? nlohmann::ordered_json(*r.restarted) : nullptr;
+    j["reload"] = r.reload ? nlohmann::ordered_json(*r.reload) : nullptr;
     j["rolled_back"] = r.rolled_back;
     j["dry_run"] = r.dry_run;
     j["actions"] = nlohmann::ordered_json::array();

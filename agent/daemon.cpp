@@ -413,6 +413,7 @@ class Daemon {
     record.trigger = trigger;
     record.changed = r.changed;
     record.restarted = r.restarted;
+    record.reload = r.reload;
     record.rolled_back = r.rolled_back;
     for (const auto& a : r.actions) {
       record.actions.push_back(a.verb + " " + a.target);
@@ -422,6 +423,9 @@ class Daemon {
     }
     if (r.restarted) {
       ++status_.restarts;
+    }
+    if (r.reload == "hot") {
+      ++status_.hot_reloads;
     }
     if (r.error) {
       record.error = r.error->message;
@@ -443,7 +447,9 @@ class Daemon {
       }
       if (r.changed) {
         spdlog::info("applied ({}): {}{}", trigger, fmt::join(record.actions, ", "),
-                     r.restarted ? "; restarted " + *r.restarted + ", it is active" : "");
+                     r.restarted         ? "; restarted " + *r.restarted + ", it is active"
+                     : r.reload == "hot" ? "; reloaded hot, no restart"
+                                         : "");
       } else {
         spdlog::info("applied ({}): nothing to change", trigger);
       }
@@ -460,7 +466,8 @@ class Daemon {
   void reportDrift(const Plan& plan) {
     std::vector<std::string> files;
     for (const auto& change : plan.changes) {
-      if (change.role == FileRole::kRegistries || change.role == FileRole::kCa) {
+      if (change.role == FileRole::kRegistries || change.role == FileRole::kCa ||
+          change.role == FileRole::kHostsToml) {
         files.push_back(change.path);
       }
     }

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/registries.h"
+#include "common/reload.h"
 
 namespace k3sma {
 
@@ -79,6 +80,17 @@ std::vector<WatchDir> watchPlan(const std::string& config_path, const Config* co
     }
     if (config->registry.auth) {
       addFile(dirs, root.path(config->registry.auth->password_file), WatchKind::kConfig);
+    }
+    // The hosts.toml files a restart-free apply may write (one per mirror and the cache's own):
+    // an edit is drift once the state says the agent wrote them; otherwise the look finds
+    // nothing to do.
+    if (config->k3s.reload == ReloadPolicy::kAuto) {
+      const std::string certs_d = certsDPath(distribution);
+      for (const auto& [upstream, project] : config->mirrors) {
+        addFile(dirs, root.path(certs_d + "/" + upstream + "/hosts.toml"), WatchKind::kManaged);
+      }
+      addFile(dirs, root.path(certs_d + "/" + config->registry.host + "/hosts.toml"),
+              WatchKind::kManaged);
     }
   }
   return dirs;

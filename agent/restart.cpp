@@ -121,9 +121,9 @@ RestartAttempt restartUntilHealthy(Systemd& systemd, Clock& clock, const std::st
   return {waitHealthy(systemd, clock, unit, deadline), true};
 }
 
-std::vector<HostsToml> expectedHostsToml(const Config& config) {
+std::vector<ExpectedHostsToml> expectedHostsToml(const Config& config) {
   const std::string data_dir = dataDir(config.k3s.distribution);
-  std::vector<HostsToml> expected;
+  std::vector<ExpectedHostsToml> expected;
   for (const auto& [upstream, project] : config.mirrors) {
     expected.push_back({data_dir + "/agent/etc/containerd/certs.d/" + upstream + "/hosts.toml",
                         mirrorEndpoint(config, project)});

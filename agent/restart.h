@@ -36,10 +36,10 @@ RestartAttempt restartUntilHealthy(Systemd& systemd, Clock& clock, const std::st
 
 // The containerd hosts.toml files k3s writes from registries.yaml into its data dir, one per
 // mirror, as {path on the node, endpoint it must name}.
-struct HostsToml {
+struct ExpectedHostsToml {
   std::string path;
   std::string endpoint;
 };
-std::vector<HostsToml> expectedHostsToml(const Config& config);
+std::vector<ExpectedHostsToml> expectedHostsToml(const Config& config);
 
 }  // namespace k3sma

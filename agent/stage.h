@@ -37,6 +37,11 @@ class StagingFiles final : public Files {
   // The only folder restore removes is the agent's CA folder once empty; postrm removes it
   // itself (rmdir), so staging it needs nothing, and the node's folder stays.
   Status removeDir(const std::string&) override { return Ok{}; }
+  // Restore makes no folder (it touches no certs.d); listing reads the node as it is.
+  Status makeDir(const std::string&, mode_t) override { return Ok{}; }
+  Result<std::optional<std::vector<std::string>>> listDirs(const std::string& path) override {
+    return node_.listDirs(path);
+  }
   // The lock is the node's: no apply may run on the node while the stage is worked out.
   Result<std::optional<FileLock>> tryLock(const std::string& path) override {
     return node_.tryLock(path);

@@ -133,6 +133,7 @@ std::string statusJson(const DaemonStatus& s) {
                        {"trigger", a.trigger},
                        {"changed", a.changed},
                        {"restarted", optionalString(a.restarted)},
+                       {"reload", optionalString(a.reload)},
                        {"rolled_back", a.rolled_back},
                        {"actions", a.actions},
                        {"error", optionalString(a.error)}};
@@ -141,6 +142,7 @@ std::string statusJson(const DaemonStatus& s) {
   }
   j["applies"] = s.applies;
   j["restarts"] = s.restarts;
+  j["reloads"] = {{"hot", s.hot_reloads}, {"restart", s.restarts}};
   j["drift"] = {
       {"policy", driftName(s.drift)}, {"corrections", s.drift_corrections}, {"files", s.drifted}};
   j["held_back"] = optionalString(s.held_back);
@@ -188,6 +190,13 @@ std::string metricsText(const DaemonStatus& s) {
          std::to_string(s.applies));
   metric("restarts_total", "counter", "k3s restarts made by the daemon.",
          std::to_string(s.restarts));
+  // One family, two samples: how changes reached k3s.
+  out +=
+      "# HELP k3s_mirror_agent_reloads_total Changes k3s picked up, by how: hot (containerd's "
+      "certs.d rewritten, no restart) or restart.\n# TYPE k3s_mirror_agent_reloads_total "
+      "counter\nk3s_mirror_agent_reloads_total{kind=\"hot\"} " +
+      std::to_string(s.hot_reloads) + "\nk3s_mirror_agent_reloads_total{kind=\"restart\"} " +
+      std::to_string(s.restarts) + "\n";
   metric("drift_corrections_total", "counter", "Managed files put back after a hand edit.",
          std::to_string(s.drift_corrections));
   metric("drift_files", "gauge", "Managed files that differ from the config and were left so.",

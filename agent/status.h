@@ -31,6 +31,7 @@ struct ApplyRecord {
   std::string trigger;  // start, config, drift, reload
   bool changed = false;
   std::optional<std::string> restarted;  // the unit restarted
+  std::optional<std::string> reload;     // "hot" or "restart" (Report::reload)
   bool rolled_back = false;
   std::vector<std::string> actions;  // "write /etc/rancher/k3s/registries.yaml", ...
   std::optional<std::string> error;
@@ -57,6 +58,7 @@ struct DaemonStatus {
   std::optional<ApplyRecord> last_apply;
   uint64_t applies = 0;  // runs of the apply engine, including those that changed nothing
   uint64_t restarts = 0;
+  uint64_t hot_reloads = 0;        // changes that reached k3s through certs.d, without a restart
   uint64_t drift_corrections = 0;  // managed files put back after a hand edit
   DriftPolicy drift = DriftPolicy::kCorrect;
   std::vector<std::string> drifted;      // managed files that differ from the config, unfixed

@@ -630,6 +630,17 @@ class FileParser {
                s.restart = r.value();
                return Ok{};
              }},
+            {"reload",
+             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
+               auto r = choice<ReloadPolicy>(
+                   k, v, "k3s.reload",
+                   {{"auto", ReloadPolicy::kAuto}, {"restart", ReloadPolicy::kRestart}});
+               if (!r) {
+                 return r.error();
+               }
+               s.reload = r.value();
+               return Ok{};
+             }},
             {"restart_timeout",
              [&](const YAML::Node& k, const YAML::Node& v) -> Status {
                auto d = duration(k, v, "k3s.restart_timeout", false);

@@ -25,6 +25,7 @@ class Root;
 enum class MirrorMode { kPath, kRewrite };
 enum class Distribution { kK3s, kRke2 };
 enum class RestartPolicy { kOnChange, kNever };
+enum class ReloadPolicy { kAuto, kRestart };  // k3s.reload (common/reload.h)
 enum class DriftPolicy { kCorrect, kReport };
 
 struct RegistryAuth {
@@ -49,6 +50,9 @@ struct K3sSettings {
   Distribution distribution = Distribution::kK3s;
   std::string unit = "auto";  // "auto" or a unit name ending in .service
   RestartPolicy restart = RestartPolicy::kOnChange;
+  // auto: a change containerd re-reads at every pull is written to certs.d without a restart
+  // when the node provably writes what the model writes; restart: always restart.
+  ReloadPolicy reload = ReloadPolicy::kAuto;
   Duration restart_timeout = std::chrono::seconds(120);
 };
 

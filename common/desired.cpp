@@ -96,4 +96,21 @@ Result<DesiredFiles> desiredForRestore(const RestoreInputs& in) {
   return out;
 }
 
+void addHostsToml(DesiredFiles& desired, const std::string& certs_d,
+                  const std::vector<HostsToml>& files, const std::vector<std::string>& stale) {
+  std::vector<DesiredFile> hosts;
+  for (const auto& file : files) {
+    hosts.push_back(
+        {certs_d + "/" + file.dir + "/hosts.toml", file.content, 0644, FileRole::kHostsToml});
+  }
+  for (const auto& dir : stale) {
+    hosts.push_back(
+        {certs_d + "/" + dir + "/hosts.toml", std::nullopt, 0644, FileRole::kHostsToml});
+  }
+  // Before the state, which is last: the state says what was done once all of it is.
+  auto state = std::find_if(desired.files.begin(), desired.files.end(),
+                            [](const DesiredFile& f) { return f.role == FileRole::kState; });
+  desired.files.insert(state, hosts.begin(), hosts.end());
+}
+
 }  // namespace k3sma

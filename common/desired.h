@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/certs_d.h"
 #include "common/error.h"
 #include "common/plan.h"
 #include "common/state.h"
@@ -55,6 +56,13 @@ struct DesiredFiles {
 // Backup (only the first time, and only a file that is the node's own), the CA files (old ones
 // removed when the cache host changed), registries.yaml, state.
 DesiredFiles desiredForApply(const ApplyInputs& in);
+
+// The restart-free apply's files added to an apply's: every hosts.toml of the new
+// registries.yaml (0644) and the removal of the hosts.toml of each stale k3s-headed directory,
+// after registries.yaml and before the state — so the CA file and update-ca-certificates come
+// before the hosts.toml that names the CA. certs_d is the node path of k3s's certs.d.
+void addHostsToml(DesiredFiles& desired, const std::string& certs_d,
+                  const std::vector<HostsToml>& files, const std::vector<std::string>& stale);
 
 struct RestoreInputs {
   std::string registries_path;                // node path

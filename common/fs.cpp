@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -468,6 +469,28 @@ TempDir::~TempDir() {
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }
+}
+
+Result<std::optional<std::vector<std::string>>> listSubdirs(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it(path, ec);
+  if (ec == std::errc::no_such_file_or_directory) {
+    return std::optional<std::vector<std::string>>{};
+  }
+  if (ec) {
+    return configError("list " + path + ": " + ec.message());
+  }
+  std::vector<std::string> names;
+  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    if (it->symlink_status(ec).type() == std::filesystem::file_type::directory) {
+      names.push_back(it->path().filename().string());
+    }
+  }
+  if (ec) {
+    return configError("list " + path + ": " + ec.message());
+  }
+  std::sort(names.begin(), names.end());
+  return std::optional<std::vector<std::string>>{std::move(names)};
 }
 
 }  // namespace k3sma

@@ -98,6 +98,10 @@ Result<FileInfo> statFile(const std::string& path);
 // holds something (ENOTEMPTY), is left alone and is not an error: "remove it once it is empty".
 Status removeEmptyDir(const std::string& path);
 
+// The names of the directories in path (symlinks are not followed, so not listed), sorted;
+// nullopt when path does not exist.
+Result<std::optional<std::vector<std::string>>> listSubdirs(const std::string& path);
+
 class FileLock;
 
 // Everything apply, restore and the stage do to the disk — reads, writes, removals, metadata,
@@ -111,7 +115,10 @@ class Files {
   virtual Status remove(const std::string& path) = 0;
   // Metadata (mode, mtime) of what is at path; an error when there is nothing.
   virtual Result<FileInfo> stat(const std::string& path) = 0;
-  virtual Status removeDir(const std::string& path) = 0;  // removeEmptyDir's rules
+  virtual Status removeDir(const std::string& path) = 0;             // removeEmptyDir's rules
+  virtual Status makeDir(const std::string& path, mode_t mode) = 0;  // makeDirs' rules
+  virtual Result<std::optional<std::vector<std::string>>> listDirs(
+      const std::string& path) = 0;  // listSubdirs' rules
   // FileLock::tryAcquire's rules.
   virtual Result<std::optional<FileLock>> tryLock(const std::string& path) = 0;
 };
@@ -127,6 +134,10 @@ class RealFiles final : public Files {
   Status remove(const std::string& path) override { return removeFile(path); }
   Result<FileInfo> stat(const std::string& path) override { return statFile(path); }
   Status removeDir(const std::string& path) override { return removeEmptyDir(path); }
+  Status makeDir(const std::string& path, mode_t mode) override { return makeDirs(path, mode); }
+  Result<std::optional<std::vector<std::string>>> listDirs(const std::string& path) override {
+    return listSubdirs(path);
+  }
   Result<std::optional<FileLock>> tryLock(const std::string& path) override;
 };
 

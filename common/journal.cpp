@@ -17,6 +17,8 @@ const char* roleName(FileRole role) {
       return "ca";
     case FileRole::kRegistries:
       return "registries";
+    case FileRole::kHostsToml:
+      return "hosts.toml";
     case FileRole::kState:
       break;
   }
@@ -24,8 +26,8 @@ const char* roleName(FileRole role) {
 }
 
 std::optional<FileRole> roleNamed(const std::string& name) {
-  for (FileRole role :
-       {FileRole::kBackup, FileRole::kCa, FileRole::kRegistries, FileRole::kState}) {
+  for (FileRole role : {FileRole::kBackup, FileRole::kCa, FileRole::kRegistries,
+                        FileRole::kHostsToml, FileRole::kState}) {
     if (name == roleName(role)) {
       return role;
     }

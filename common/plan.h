@@ -18,7 +18,10 @@ enum class FileRole {
   kBackup,      // the node's own registries.yaml, kept for restore
   kCa,          // a CA file under /usr/local/share/ca-certificates: update-ca-certificates, restart
   kRegistries,  // registries.yaml: restart
-  kState,       // the agent's bookkeeping: nothing else
+  // containerd's certs.d/<host>/hosts.toml, written by a restart-free apply (common/reload.h):
+  // containerd re-reads it at the next pull, so nothing restarts. Directory 0700, file 0644.
+  kHostsToml,
+  kState,  // the agent's bookkeeping: nothing else
 };
 
 struct DesiredFile {

@@ -82,6 +82,7 @@ Result<State> parseState(const std::string& text, const std::string& source) {
     s.mirrors = reg.at("mirrors").get<std::vector<std::string>>();
     s.configs = reg.at("configs").get<std::vector<std::string>>();
     s.ca_files = j.at("ca_files").get<std::vector<std::string>>();
+    s.hosts_toml = j.value("hosts_toml", "");  // absent in the state of an agent before it
     if (!isOwnRegistriesPath(s.registries_path)) {
       return configError("read state " + source + ": registries.path \"" + s.registries_path +
                          "\" is not a registries.yaml the agent writes" + fix);
@@ -114,6 +115,9 @@ std::string renderState(const State& state) {
                      {"mirrors", state.mirrors},
                      {"configs", state.configs}};
   j["ca_files"] = state.ca_files;
+  if (!state.hosts_toml.empty()) {
+    j["hosts_toml"] = state.hosts_toml;
+  }
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 

@@ -33,6 +33,10 @@ struct State {
   std::vector<std::string> mirrors;   // keys under mirrors: the agent wrote (sorted)
   std::vector<std::string> configs;   // keys under configs: the agent wrote (sorted)
   std::vector<std::string> ca_files;  // node paths of the CA files the agent installed (sorted)
+  // The k3s setting ("1.32", "1.29 no-default-endpoint", ...) the agent last wrote containerd's
+  // hosts.toml files in (a restart-free apply, common/reload.h); empty when k3s wrote them. With
+  // it, those files are managed: a hand edit is drift.
+  std::string hosts_toml;
 
   bool operator==(const State&) const = default;
 };

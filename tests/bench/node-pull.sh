@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark, not a test: on a booted node whose stand-in k3s runs Debian's containerd, pulling
 # through the real cache of tests/node/cache-lib.sh, the time from the start of `apply` for a
-# mirror change (docker.io's project flips between dockerhub-proxy and hub-cache, so every
-# change restarts k3s — today's path) to the end of the first successful pull through the new
-# project, as the cache's access log shows it. Printed beside:
+# mirror change (docker.io's project flips between dockerhub-proxy and hub-cache) to the end of
+# the first successful pull through the new project, as the cache's access log shows it, for
+# both paths: with `k3s.reload: restart` (a k3s restart per change) and the restart-free apply
+# (`k3s.reload: auto`: containerd's certs.d rewritten, no restart). Printed beside:
 #   - apply alone and the pull alone, from the same runs;
 #   - k3s starts per change (the stand-in counts its starts);
 #   - /bin/true entered into the node the same way (nsenter), the floor of every figure.
 # Each round pulls an image of its own, so every pull fetches its manifest and blobs through the
 # cache (nothing is in containerd's store yet). The apply includes update-ca-certificates only at
 # the first apply (not timed) and the restart's settle time (2 s: the unit must stay active).
+# The restart path's apply includes the restart's settle time (2 s: the unit must stay active).
 # Usage: tests/bench/node-pull.sh [ROUNDS]   (after a build in build/release; default 5 rounds)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,34 +25,8 @@ source tests/node/cache-lib.sh
 cache_node server
 apply
 expect_rc 0
-for i in $(seq "$rounds"); do make_image "bench$i"; done
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-total=() apply_ms=() pull_ms=() true_ms=()
-project=dockerhub-proxy
-before=$(starts)
-for i in $(seq "$rounds"); do
-  if [ $project = dockerhub-proxy ]; then project=hub-cache; else project=dockerhub-proxy; fi
-  write_config $project
-  t0=$(now_ms)
-  in_node k3s-mirror-agent apply -q >"$WORK/apply-$i.log" 2>&1 || fail "apply $i failed: $(cat "$WORK/apply-$i.log")"
-  t1=$(now_ms)
-  # The first pull that succeeds: right after apply returns k3s is active with containerd up,
-  # so this is one try unless something is wrong (then it is retried for 30 s).
-  deadline=$((SECONDS + 30))
-  until pull "bench$i"; do
-    [ $SECONDS -lt $deadline ] || fail "no pull of bench$i succeeded: $(tail -3 "$WORK/pull-bench$i.log")"
-  done
-  t2=$(now_ms)
-  served_by "$CACHE_LOG" "bench$i" $project || fail "bench$i was not served by the project $project"
-  ! requested "$HUB_LOG" "bench$i" || fail "bench$i went to Docker Hub"
-  t3=$(now_ms)
-  in_node /bin/true
-  t4=$(now_ms)
-  total+=($((t2 - t0))) apply_ms+=($((t1 - t0))) pull_ms+=($((t2 - t1))) true_ms+=($((t4 - t3)))
-done
-restarts=$(($(starts) - before))
-
 stats() {  # stats NAME VALUES...: median, min and max in ms
   local name=$1
   shift
@@ -58,9 +34,42 @@ stats() {  # stats NAME VALUES...: median, min and max in ms
     END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
          printf "%s: median %d ms, min %d ms, max %d ms over %d runs\n", name, m, v[1], v[NR], NR}'
 }
-echo "mirror change with restart, $rounds rounds on a booted server node (nsenter into the node):"
-stats "apply start -> first pull through the new project done" "${total[@]}"
-stats "  of which apply (restart of k3s.service and its 2 s settle included)" "${apply_ms[@]}"
-stats "  of which the pull (manifest and blobs through the cache)" "${pull_ms[@]}"
-stats "/bin/true entered the same way" "${true_ms[@]}"
-echo "k3s starts per change: $restarts in $rounds changes"
+project=dockerhub-proxy
+i=0
+# bench MODE: ROUNDS mirror changes with k3s.reload: MODE, the figures printed.
+bench() {
+  mkdir -p "$NODE/etc/k3s-mirror-agent/config.d"
+  printf 'k3s:\n  reload: %s\n' "$1" >"$NODE/etc/k3s-mirror-agent/config.d/40-reload.yaml"
+  local total=() apply_ms=() pull_ms=() true_ms=() before t0 t1 t2 t3 t4 deadline
+  before=$(starts)
+  for _ in $(seq "$rounds"); do
+    i=$((i + 1))
+    if [ $project = dockerhub-proxy ]; then project=hub-cache; else project=dockerhub-proxy; fi
+    write_config $project
+    t0=$(now_ms)
+    in_node k3s-mirror-agent apply -q >"$WORK/apply-$i.log" 2>&1 || fail "apply $i failed: $(cat "$WORK/apply-$i.log")"
+    t1=$(now_ms)
+    # The first pull that succeeds: right after apply returns containerd reads the new files,
+    # so this is one try unless something is wrong (then it is retried for 30 s).
+    deadline=$((SECONDS + 30))
+    until pull "bench$i"; do
+      [ $SECONDS -lt $deadline ] || fail "no pull of bench$i succeeded: $(tail -3 "$WORK/pull-bench$i.log")"
+    done
+    t2=$(now_ms)
+    served_by "$CACHE_LOG" "bench$i" $project || fail "bench$i was not served by the project $project"
+    ! requested "$HUB_LOG" "bench$i" || fail "bench$i went to Docker Hub"
+    t3=$(now_ms)
+    in_node /bin/true
+    t4=$(now_ms)
+    total+=($((t2 - t0))) apply_ms+=($((t1 - t0))) pull_ms+=($((t2 - t1))) true_ms+=($((t4 - t3)))
+  done
+  echo "mirror change, k3s.reload: $1, $rounds rounds on a booted server node (nsenter into the node):"
+  stats "apply start -> first pull through the new project done" "${total[@]}"
+  stats "  of which apply" "${apply_ms[@]}"
+  stats "  of which the pull (manifest and blobs through the cache)" "${pull_ms[@]}"
+  stats "/bin/true entered the same way" "${true_ms[@]}"
+  echo "k3s starts per change: $(($(starts) - before)) in $rounds changes"
+}
+for i0 in $(seq $((2 * rounds))); do make_image "bench$i0"; done
+bench restart
+bench auto

@@ -17,6 +17,7 @@
 #include "common/desired.h"
 #include "common/journal.h"
 #include "common/registries.h"
+#include "common/reload.h"
 #include "tests/support/certs.h"
 
 namespace k3sma {
@@ -60,6 +61,13 @@ class DiskWithFaults final : public Files {
   }
   Result<FileInfo> stat(const std::string& path) override { return real_.stat(real(path)); }
   Status removeDir(const std::string& path) override { return real_.removeDir(real(path)); }
+  Status makeDir(const std::string& path, mode_t mode) override {
+    killPoint();
+    return real_.makeDir(real(path), mode);
+  }
+  Result<std::optional<std::vector<std::string>>> listDirs(const std::string& path) override {
+    return real_.listDirs(real(path));
+  }
   Result<std::optional<FileLock>> tryLock(const std::string& path) override {
     return real_.tryLock(real(path));
   }
@@ -677,6 +685,65 @@ TEST_F(CrashOnScratchRoot, ACaRotationKilledAtAnyWriteConvergesOnTheNextApply) {
     EXPECT_FALSE(bundleHolds(nodeFile(kTrustBundlePath).value_or(""), ca_.cert_pem));
   }
   EXPECT_EQ(kills, 3);  // journal, CA (registries.yaml and state stay), the journal's removal
+}
+
+// The restart-free apply (common/reload.h): a node whose k3s wrote certs.d from the
+// registries.yaml on disk (config.toml points containerd there) takes a mirror change and a
+// mirror removal hot; a kill at any write of it is undone by the next apply, which then goes
+// hot again and ends with exactly the model's files.
+TEST_F(CrashOnScratchRoot, AHotApplyKilledAtAnyWriteConvergesOnTheNextApply) {
+  const std::string certs_d = "/var/lib/rancher/k3s/agent/etc/containerd/certs.d";
+  auto k3sStarted = [&] {
+    writeNodeFile(
+        "/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
+        "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"" + certs_d + "\"\n");
+    auto files = renderCertsD(nodeFile(kRegistries).value_or(""), "registries.yaml", {});
+    ASSERT_TRUE(files.ok());
+    for (const auto& f : files.value()) {
+      writeNodeFile(certs_d + "/" + f.dir + "/hosts.toml", f.content);
+    }
+  };
+  const std::string changed = R"(registry:
+  url: https://harbor.home.lab
+  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem
+mirrors:
+  ghcr.io: ghcr-mirror
+)";
+  int kills = 0;
+  for (int nth = 1;; ++nth) {
+    reset();
+    writeConfig(kConfig);
+    ASSERT_FALSE(runApply().error);
+    k3sStarted();
+    ASSERT_TRUE(nodeFile(certs_d + "/docker.io/hosts.toml"));
+    writeConfig(changed);
+    if (!killedAt(nth, [&] { runApply(); })) {
+      break;
+    }
+    ++kills;
+    const auto next = runApply();
+    ASSERT_FALSE(next.error) << "killed at change " << nth << ": " << next.error->message;
+    EXPECT_EQ(next.reload, "hot") << "killed at change " << nth;
+    EXPECT_FALSE(next.restart_needed);
+    EXPECT_FALSE(nodeFile(kJournalPath));
+    EXPECT_FALSE(std::filesystem::exists(real(certs_d + "/docker.io"))) << "killed at " << nth;
+    auto want = renderCertsD(nodeFile(kRegistries).value_or(""), "registries.yaml", {});
+    ASSERT_TRUE(want.ok());
+    ASSERT_EQ(want.value().size(), 2u);  // ghcr.io and harbor.home.lab (its CA)
+    for (const auto& f : want.value()) {
+      EXPECT_EQ(nodeFile(certs_d + "/" + f.dir + "/hosts.toml"), f.content) << f.dir;
+      const auto perms = [&](const std::string& node_path) {
+        return static_cast<unsigned>(std::filesystem::status(real(node_path)).permissions());
+      };
+      EXPECT_EQ(perms(certs_d + "/" + f.dir + "/hosts.toml"), 0644u) << f.dir;
+    }
+    EXPECT_NE(nodeFile(certs_d + "/ghcr.io/hosts.toml")->find("/v2/ghcr-mirror"),
+              std::string::npos);
+    EXPECT_FALSE(runApply().changed) << "killed at change " << nth;
+  }
+  // journal, registries.yaml, ghcr.io's folder and file, docker.io's file, state, the
+  // journal's removal
+  EXPECT_GE(kills, 6);
 }
 
 TEST_F(CrashOnScratchRoot, ARestoreKilledAtAnyWriteIsFinishedByTheNextRestore) {

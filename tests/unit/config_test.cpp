@@ -215,6 +215,12 @@ daemon:
   EXPECT_EQ(c.daemon.metrics_textfile, "/var/lib/prometheus/node-exporter/k3s_mirror_agent.prom");
 }
 
+TEST(ConfigParser, ReloadsHotByDefaultAndTakesReloadRestart) {
+  EXPECT_EQ(parseValid(std::string(kMinimal)).k3s.reload, ReloadPolicy::kAuto);
+  EXPECT_EQ(parseValid(std::string(kMinimal) + "k3s:\n  reload: restart\n").k3s.reload,
+            ReloadPolicy::kRestart);
+}
+
 TEST(ConfigParser, CompletesAShortUnitNameWithService) {
   const Config c = parseValid(std::string(kMinimal) + "k3s:\n  unit: k3s-edge\n");
   EXPECT_EQ(c.k3s.unit, "k3s-edge.service");
@@ -1001,6 +1007,8 @@ mirrors:
      "k3s.distribution:", "k3s or rke2"},
     {"BogusRestart", std::string(kMinimal) + "k3s:\n  restart: always\n", 6,
      "k3s.restart:", "on-change or never"},
+    {"BogusReload", std::string(kMinimal) + "k3s:\n  reload: never\n", 6,
+     "k3s.reload:", "auto or restart"},
     {"BogusDrift", std::string(kMinimal) + "daemon:\n  drift: ignore\n", 6,
      "daemon.drift:", "correct or report"},
 

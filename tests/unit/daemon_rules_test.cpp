@@ -239,6 +239,10 @@ mirrors:
       {"/r/etc/rancher/k3s", {"registries.yaml (managed)"}},
       {"/r/usr/local/share/ca-certificates/k3s-mirror-agent",
        {"harbor.home.lab_8443.crt (managed)"}},
+      // What a restart-free apply writes: the mirror's and the cache's own hosts.toml.
+      {"/r/var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io", {"hosts.toml (managed)"}},
+      {"/r/var/lib/rancher/k3s/agent/etc/containerd/certs.d/harbor.home.lab:8443",
+       {"hosts.toml (managed)"}},
   };
   EXPECT_EQ(describe(watchPlan(kConfigPath, &config, Root("/r"))), expected);
 }
@@ -248,7 +252,10 @@ TEST(WatchPlan, WithoutCaOrAuthWatchesNeither) {
   url: https://harbor.home.lab
 mirrors:
   docker.io: dockerhub-proxy
+k3s:
+  reload: restart
 )");
+  // k3s.reload: restart, so no hosts.toml either.
   EXPECT_EQ(describe(watchPlan(kConfigPath, &config, Root("/r"))),
             describe(watchPlan(kConfigPath, nullptr, Root("/r"))));
 }
@@ -284,7 +291,9 @@ mirrors:
                                                "registry-password (config)"};
   ASSERT_TRUE(tree.contains("/r/etc/k3s-mirror-agent"));
   EXPECT_EQ(tree.at("/r/etc/k3s-mirror-agent"), config_dir);
-  EXPECT_EQ(tree.size(), 4u);  // that, config.d, registries.yaml's and the installed CA's
+  // that, config.d, registries.yaml's, the installed CA's, and certs.d/docker.io and
+  // certs.d/harbor.home.lab (the hosts.toml of a restart-free apply)
+  EXPECT_EQ(tree.size(), 6u);
 }
 
 TEST(WatchPlan, TheConfigPathIsUsedAsGivenWithoutTheRoot) {

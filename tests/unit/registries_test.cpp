@@ -250,7 +250,7 @@ registry:
 )");
   EXPECT_EQ(a.text, render(reordered, kCaPath).text);
   // Rendering its own output again changes nothing: apply is idempotent.
-  State previous{"", Original::kAbsent, a.mirrors, a.configs, {}};
+  State previous{"", Original::kAbsent, a.mirrors, a.configs, {}, {}};
   EXPECT_EQ(a.text, render(threeMirrors(), kCaPath, a.text, previous).text);
 }
 
@@ -265,7 +265,7 @@ TEST(RenderRegistries, RejectsAnExistingFileThatIsNotYamlNamingIt) {
 TEST(RemoveManagedEntries, LeavesOnlyWhatTheNodeHadAndNothingWhenEmpty) {
   const std::string current = "mirrors:\n  registry.internal:\n    endpoint: [\"http://r\"]\n";
   const auto out = render(threeMirrors(), kCaPath, current);
-  State previous{"", Original::kAbsent, out.mirrors, out.configs, {}};
+  State previous{"", Original::kAbsent, out.mirrors, out.configs, {}, {}};
   auto stripped = removeManagedEntries(out.text, "registries.yaml", previous);
   ASSERT_TRUE(stripped.ok());
   ASSERT_TRUE(stripped.value().has_value());
@@ -275,7 +275,7 @@ TEST(RemoveManagedEntries, LeavesOnlyWhatTheNodeHadAndNothingWhenEmpty) {
   EXPECT_FALSE(doc["configs"]);
 
   const auto only_ours = render(threeMirrors(), kCaPath);
-  State ours{"", Original::kAbsent, only_ours.mirrors, only_ours.configs, {}};
+  State ours{"", Original::kAbsent, only_ours.mirrors, only_ours.configs, {}, {}};
   auto nothing = removeManagedEntries(only_ours.text, "registries.yaml", ours);
   ASSERT_TRUE(nothing.ok());
   EXPECT_FALSE(nothing.value().has_value());

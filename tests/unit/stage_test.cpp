@@ -40,6 +40,13 @@ class NodeInMemory final : public Files {
     ADD_FAILURE() << "a folder was removed from the node: " << path;
     return Ok{};
   }
+  Status makeDir(const std::string& path, mode_t) override {
+    ADD_FAILURE() << "a folder was made on the node: " << path;
+    return Ok{};
+  }
+  Result<std::optional<std::vector<std::string>>> listDirs(const std::string&) override {
+    return std::optional<std::vector<std::string>>{};
+  }
   Result<std::optional<FileLock>> tryLock(const std::string& path) override {
     ADD_FAILURE() << "the stage locked " << path;
     return Error{"no lock in this fake", ErrorKind::kApply};

@@ -10,14 +10,15 @@ TEST(State, RoundTripsThroughItsFile) {
           Original::kBackedUp,
           {"docker.io", "ghcr.io"},
           {"harbor.home.lab"},
-          {"/usr/local/share/ca-certificates/k3s-mirror-agent/h.crt"}};
+          {"/usr/local/share/ca-certificates/k3s-mirror-agent/h.crt"},
+          "1.29 no-default-endpoint"};
   auto parsed = parseState(renderState(s), "state.json");
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   EXPECT_EQ(parsed.value(), s);
 }
 
 TEST(State, RendersTheSameBytesForTheSameState) {
-  State s{"/etc/rancher/k3s/registries.yaml", Original::kAbsent, {"a"}, {}, {}};
+  State s{"/etc/rancher/k3s/registries.yaml", Original::kAbsent, {"a"}, {}, {}, {}};
   EXPECT_EQ(renderState(s), renderState(s));
   EXPECT_EQ(renderState(s).back(), '\n');
 }

@@ -241,11 +241,12 @@ TEST(StatusJson, HoldsExactlyTheDocumentedFieldsSoNothingElseCanLeak) {
   EXPECT_EQ(keysOf(j),
             (std::set<std::string>{"version", "pid", "running", "started", "status", "config",
                                    "cache_url", "mirrors", "last_apply", "applies", "restarts",
-                                   "drift", "held_back", "cache", "probe_enabled"}));
+                                   "reloads", "drift", "held_back", "cache", "probe_enabled"}));
   EXPECT_EQ(keysOf(j["config"]), (std::set<std::string>{"path", "sha256", "valid", "error"}));
   EXPECT_EQ(keysOf(j["last_apply"]),
-            (std::set<std::string>{"time", "trigger", "changed", "restarted", "rolled_back",
-                                   "actions", "error"}));
+            (std::set<std::string>{"time", "trigger", "changed", "restarted", "reload",
+                                   "rolled_back", "actions", "error"}));
+  EXPECT_EQ(keysOf(j["reloads"]), (std::set<std::string>{"hot", "restart"}));
   EXPECT_EQ(keysOf(j["drift"]), (std::set<std::string>{"policy", "corrections", "files"}));
   EXPECT_EQ(keysOf(j["cache"]),
             (std::set<std::string>{"checked", "up", "latency_ms", "http_status",
@@ -503,7 +504,8 @@ TEST(MetricsText, PrefixesEveryMetricAndGivesEachOneHelpAndType) {
       EXPECT_EQ(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_"), std::string::npos);
       EXPECT_EQ(metric.helps, 1);
       EXPECT_EQ(metric.types, 1);
-      EXPECT_EQ(metric.samples.size(), 1u);
+      // reloads_total is one family with a sample per kind.
+      EXPECT_EQ(metric.samples.size(), name == "k3s_mirror_agent_reloads_total" ? 2u : 1u);
       // Counters end in _total, and only counters do.
       const bool total = name.size() > 6 && name.substr(name.size() - 6) == "_total";
       EXPECT_EQ(metric.type, total ? "counter" : "gauge");
@@ -515,6 +517,7 @@ TEST(MetricsText, GivesTheValuesOfARunningDaemon) {
   DaemonStatus s = upToDate();
   s.applies = 7;
   s.restarts = 2;
+  s.hot_reloads = 3;
   s.drift_corrections = 1;
   const auto m = readMetrics(metricsText(s));
   EXPECT_EQ(valueOf(m, "config_valid"), "1");
@@ -522,6 +525,8 @@ TEST(MetricsText, GivesTheValuesOfARunningDaemon) {
   EXPECT_EQ(valueOf(m, "last_apply_success"), "1");
   EXPECT_EQ(valueOf(m, "applies_total"), "7");
   EXPECT_EQ(valueOf(m, "restarts_total"), "2");
+  const auto& reloads = m.at("k3s_mirror_agent_reloads_total").samples;
+  EXPECT_EQ(reloads, (std::vector<std::string>{"{kind=\"hot\"} 3", "{kind=\"restart\"} 2"}));
   EXPECT_EQ(valueOf(m, "drift_corrections_total"), "1");
   EXPECT_EQ(valueOf(m, "drift_files"), "0");
   EXPECT_EQ(valueOf(m, "cache_up"), "1");

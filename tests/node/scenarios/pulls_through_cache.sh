@@ -67,6 +67,10 @@ scenario() {
 }
 
 cache_node "$ROLE"
+# These scenarios pin the restart path (a change, a CA rotation and a refused change each restart
+# k3s); the restart-free path, which this node would otherwise take, is hot_reload_pulls.sh's.
+mkdir -p "$NODE/etc/k3s-mirror-agent/config.d"
+printf 'k3s:\n  reload: restart\n' >"$NODE/etc/k3s-mirror-agent/config.d/40-reload.yaml"
 for img in before first second rotating third refused down nodefault layout129 auth; do
   make_image "$img"
 done
