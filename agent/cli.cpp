@@ -264,7 +264,9 @@ int runRenderCertsD(const Options& o, const Prepared& prepared, Deps& deps) {
   }
   if (auto made = makeDirs(o.certs_d, 0700); !made) {
     // Nothing is written yet: a DIR that cannot be made is a usage error (exit 2).
-    return failWith(configError(made.error().message), o, empty);
+    // makeDirs names the level that failed (DIR/..); say which DIR was asked for too.
+    return failWith(configError("render --certs-d " + o.certs_d + ": " + made.error().message), o,
+                    empty);
   }
   nlohmann::ordered_json written = nlohmann::ordered_json::array();
   for (const auto& file : files.value()) {

@@ -41,19 +41,19 @@ TEST(State, RefusesPathsThatAreNotTheAgentsOwn) {
   const std::string dir = "/usr/local/share/ca-certificates/k3s-mirror-agent/";
   for (const std::string& ca : {dir + "../../../../etc/passwd", std::string("/etc/passwd"),
                                 dir + "sub/x.crt", dir + ".hidden.crt", dir + "x.pem", dir}) {
-    State s{"/etc/rancher/k3s/registries.yaml", Original::kAbsent, {}, {}, {ca}};
+    State s{"/etc/rancher/k3s/registries.yaml", Original::kAbsent, {}, {}, {ca}, {}};
     auto parsed = parseState(renderState(s), "state.json");
     ASSERT_FALSE(parsed.ok()) << ca;
     EXPECT_NE(parsed.error().message.find("is not in " + dir.substr(0, dir.size() - 1)),
               std::string::npos)
         << parsed.error().message;
   }
-  State elsewhere{"/etc/shadow", Original::kAbsent, {}, {}, {}};
+  State elsewhere{"/etc/shadow", Original::kAbsent, {}, {}, {}, {}};
   auto parsed = parseState(renderState(elsewhere), "state.json");
   ASSERT_FALSE(parsed.ok());
   EXPECT_NE(parsed.error().message.find("is not a registries.yaml the agent writes"),
             std::string::npos);
-  State rke2{"/etc/rancher/rke2/registries.yaml", Original::kAbsent, {}, {}, {dir + "h_1.crt"}};
+  State rke2{"/etc/rancher/rke2/registries.yaml", Original::kAbsent, {}, {}, {dir + "h_1.crt"}, {}};
   EXPECT_TRUE(parseState(renderState(rke2), "state.json").ok());
 }
 
