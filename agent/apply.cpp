@@ -798,9 +798,36 @@ Report apply(const ApplyOptions& options, Deps& deps) {
   if (report.error) {
     return report;
   }
+  const bool hot = prepared.value().reload && prepared.value().reload->kind == ReloadKind::kHot;
+  if (hot && !config.verify.images.empty()) {
+    // No restart tells whether the new endpoints work, so the images are asked for through them
+    // now (whatever verify.preflight says: the files are written, containerd pulls through them
+    // at the next pull); one that does not resolve undoes the whole change.
+    const auto failures =
+        unresolvedImages(config, prepared.value().ca_pem, deps.resolve_images, deps.heartbeat);
+    if (!failures.empty()) {
+      const std::string cause =
+          "verify the hot reload (verify.images through the new endpoints): " + joined(failures);
+      spdlog::error("{}; putting the previous files back", cause);
+      const auto left = undo(executed, options.root, deps, report.notes);
+      report.rolled_back = true;
+      report.changed = false;
+      report.actions.clear();
+      if (left.empty()) {
+        finishJournal(options, deps, report);
+        report.error =
+            Error{cause + "; the previous files were put back, nothing changed", ErrorKind::kApply};
+      } else {
+        // The journal stays: the next run puts back what this one could not.
+        report.error =
+            Error{cause + "; these could NOT be put back: " + joined(left), ErrorKind::kPartial};
+      }
+      return report;
+    }
+  }
   if (!target) {
     finishJournal(options, deps, report);
-    if (prepared.value().reload && prepared.value().reload->kind == ReloadKind::kHot) {
+    if (hot) {
       report.reload = "hot";
       report.notes.push_back(kHotNote);
     }

@@ -17,13 +17,9 @@ std::vector<ImageResult> resolveWithCurl(const Config& config, const std::string
   return prober.value()->resolveImages();
 }
 
-PreflightOutcome preflight(const Config& config, const std::string& ca_pem,
-                           const ImageResolver& resolver,
-                           const std::function<void()>& while_waiting) {
-  PreflightOutcome outcome;
-  if (config.verify.preflight == Preflight::kNone || config.verify.images.empty()) {
-    return outcome;
-  }
+std::vector<std::string> unresolvedImages(const Config& config, const std::string& ca_pem,
+                                          const ImageResolver& resolver,
+                                          const std::function<void()>& while_waiting) {
   const auto results =
       resolver ? resolver(config, ca_pem) : resolveWithCurl(config, ca_pem, while_waiting);
   std::vector<std::string> failures;
@@ -32,6 +28,17 @@ PreflightOutcome preflight(const Config& config, const std::string& ca_pem,
       failures.push_back(r.error);
     }
   }
+  return failures;
+}
+
+PreflightOutcome preflight(const Config& config, const std::string& ca_pem,
+                           const ImageResolver& resolver,
+                           const std::function<void()>& while_waiting) {
+  PreflightOutcome outcome;
+  if (config.verify.preflight == Preflight::kNone || config.verify.images.empty()) {
+    return outcome;
+  }
+  const auto failures = unresolvedImages(config, ca_pem, resolver, while_waiting);
   if (failures.empty()) {
     return outcome;
   }

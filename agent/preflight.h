@@ -29,6 +29,13 @@ struct PreflightOutcome {
   std::optional<Error> error;         // require: the first failure, kind kProbe (exit 5)
 };
 
+// The error of each verify.images image that does not resolve through config (each names the
+// image, the URL and the registry's error); empty when all do. resolver empty: resolveWithCurl,
+// with while_waiting. The preflight and the check after a hot apply both ask through this.
+std::vector<std::string> unresolvedImages(const Config& config, const std::string& ca_pem,
+                                          const ImageResolver& resolver,
+                                          const std::function<void()>& while_waiting = {});
+
 // resolver empty: resolveWithCurl, with while_waiting.
 PreflightOutcome preflight(const Config& config, const std::string& ca_pem,
                            const ImageResolver& resolver,

@@ -746,6 +746,113 @@ mirrors:
   EXPECT_GE(kills, 6);
 }
 
+// After a hot apply nothing restarts to tell whether the new endpoints work, so verify.images
+// is resolved through them once the files are written (tests/blackbox has the real registry).
+class HotVerifyOnScratchRoot : public ApplyOnScratchRoot {
+ protected:
+  static constexpr const char* kCertsD = "/var/lib/rancher/k3s/agent/etc/containerd/certs.d";
+  // preflight none: the only resolution is the one after the hot write.
+  static constexpr const char* kVerify =
+      "verify:\n  images: [ghcr.io/org/app:1]\n  preflight: none\n";
+  static constexpr const char* kImageError =
+      "resolve ghcr.io/org/app:1 at https://harbor.home.lab/v2/ghcr-mirror/org/app/manifests/1: "
+      "HTTP 404 MANIFEST_UNKNOWN (manifest unknown)";
+
+  // The node after a first apply and k3s's start: certs.d written by k3s from registries.yaml.
+  void SetUp() override {
+    ApplyOnScratchRoot::SetUp();
+    writeConfig(std::string(kConfig) + kVerify);
+    const auto first = runApply();
+    ASSERT_FALSE(first.error) << first.error->message;
+    writeNodeFile(
+        "/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
+        std::string("[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"") +
+            kCertsD + "\"\n");
+    auto files = renderCertsD(nodeFile(kRegistries).value_or(""), "registries.yaml", {});
+    ASSERT_TRUE(files.ok());
+    for (const auto& f : files.value()) {
+      writeNodeFile(std::string(kCertsD) + "/" + f.dir + "/hosts.toml", f.content);
+    }
+    // The change: a new project for ghcr.io and a rotated CA (its file's bytes: hot too).
+    writeConfig(
+        "registry:\n  url: https://harbor.home.lab\n"
+        "  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem\n"
+        "mirrors:\n  docker.io: dockerhub-proxy\n  ghcr.io: ghcr-mirror\n" +
+        std::string(kVerify));
+    writeNodeFile("/etc/k3s-mirror-agent/harbor-ca.pem",
+                  testing::makeCert(caSpec("Rotated CA", kNow + 24h * 700)).cert_pem);
+    commands_.runs.clear();
+  }
+
+  // Applies with a resolver that answers `up` for every image and records, per call, whether
+  // the new registries.yaml was on disk then.
+  Report applyResolving(bool up) {
+    auto d = deps();
+    d.resolve_images = [this, up](const Config& config, const std::string&) {
+      written_when_asked_.push_back(nodeFile(kRegistries).value_or("").find("/v2/ghcr-mirror") !=
+                                    std::string::npos);
+      std::vector<ImageResult> results;
+      for (const auto& image : config.verify.images) {
+        (void)image;
+        ImageResult r;
+        r.image = "ghcr.io/org/app:1";
+        r.url = "https://harbor.home.lab/v2/ghcr-mirror/org/app/manifests/1";
+        r.up = up;
+        r.http_status = up ? 200 : 404;
+        r.error = up ? "" : kImageError;
+        results.push_back(r);
+      }
+      return results;
+    };
+    return apply(options(false), d);
+  }
+
+  std::vector<bool> written_when_asked_;
+};
+
+TEST_F(HotVerifyOnScratchRoot, AnImageThatDoesNotResolveAfterAHotWritePutsEveryFileBack) {
+  const auto before = everything();  // certs.d, the trust bundle, registries.yaml, state …
+  const auto report = applyResolving(false);
+  ASSERT_TRUE(report.error);
+  EXPECT_EQ(report.error->kind, ErrorKind::kApply);  // exit 1
+  EXPECT_NE(report.error->message.find(kImageError), std::string::npos) << report.error->message;
+  EXPECT_NE(report.error->message.find("the previous files were put back"), std::string::npos);
+  EXPECT_TRUE(report.rolled_back);
+  EXPECT_FALSE(report.changed);
+  EXPECT_FALSE(report.reload);
+  EXPECT_TRUE(report.actions.empty());
+  EXPECT_EQ(written_when_asked_, std::vector<bool>{true});  // once, after the write
+  EXPECT_EQ(everything(), before);                          // byte for byte, certs.d included
+  EXPECT_FALSE(nodeFile(kJournalPath));
+  // The trust store rebuilt on the new CA, then again on the old one.
+  EXPECT_EQ(commands_.runs.size(), 2u);
+}
+
+TEST_F(HotVerifyOnScratchRoot, ImagesThatResolveAfterAHotWriteKeepTheChange) {
+  const auto report = applyResolving(true);
+  ASSERT_FALSE(report.error) << report.error->message;
+  EXPECT_EQ(report.reload, "hot");
+  EXPECT_FALSE(report.rolled_back);
+  EXPECT_TRUE(report.changed);
+  EXPECT_EQ(written_when_asked_, std::vector<bool>{true});
+  EXPECT_NE(nodeFile(std::string(kCertsD) + "/ghcr.io/hosts.toml")->find("/v2/ghcr-mirror"),
+            std::string::npos);
+  EXPECT_FALSE(nodeFile(kJournalPath));
+  EXPECT_EQ(commands_.runs.size(), 1u);
+}
+
+// A restarted k3s is judged by its unit coming back; the images are not asked again after it.
+TEST_F(HotVerifyOnScratchRoot, ARestartIsNotFollowedByTheImageCheck) {
+  std::filesystem::remove_all(real(kCertsD));  // k3s did not write certs.d: no hot reload
+  restart_under_root_ = true;
+  const auto report = applyResolving(false);
+  ASSERT_FALSE(report.error) << report.error->message;
+  EXPECT_EQ(report.reload, "restart");
+  EXPECT_EQ(report.restarted, "k3s.service");
+  EXPECT_FALSE(report.rolled_back);
+  EXPECT_TRUE(written_when_asked_.empty());
+}
+
 TEST_F(CrashOnScratchRoot, ARestoreKilledAtAnyWriteIsFinishedByTheNextRestore) {
   int kills = 0;
   for (int nth = 1;; ++nth) {
