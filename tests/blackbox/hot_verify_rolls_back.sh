@@ -5,7 +5,9 @@
 # with rolled_back true, reload null and the registry's error, and every file under the root
 # (certs.d included) is back byte for byte, no journal left; once the project holds it, the same
 # change goes hot.
+# shellcheck source=tests/blackbox/lib.sh
 source "$TESTLIB"
+# shellcheck source=tests/blackbox/registry-lib.sh
 source "$(dirname "$TESTLIB")/registry-lib.sh"
 setup_node
 start_harbor
