@@ -208,8 +208,26 @@ std::string maskSecrets(const std::string& text) {
     if (r.begin < copied) {
       continue;  // nested inside a range already masked
     }
+    if (r.flow && r.end <= r.begin) {
+      continue;  // an empty (null) value in a flow collection: nothing to hide
+    }
     out.append(text, copied, r.begin - copied);
     out += "\"********\"";
+    if (r.flow) {
+      // The value alone: its line breaks are kept (the lines below keep their numbers), and so
+      // is the indentation of its last line, which the closing bracket after it needs.
+      size_t last_line = r.begin;
+      for (size_t eol = text.find('\n', r.begin); eol < r.end; eol = text.find('\n', eol + 1)) {
+        out += '\n';
+        last_line = eol + 1;
+      }
+      if (last_line > r.begin) {
+        const std::string_view last(text.data() + last_line, r.end - last_line);
+        out += last.substr(0, std::min(last.find_first_not_of(" \t"), last.size()));
+      }
+      copied = r.end;
+      continue;
+    }
     const size_t first_eol = text.find('\n', r.begin);
     if (first_eol == std::string::npos || first_eol >= r.end) {
       // Ends on the same line: keep the separator after the value (", " in a flow mapping).

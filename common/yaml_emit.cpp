@@ -128,6 +128,73 @@ size_t firstDisallowedByte(std::string_view text) {
 
 namespace {
 
+bool isBlank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+// Where the quoted scalar starting at text[i] (a ' or ") ends: after its closing quote.
+size_t quotedEnd(std::string_view text, size_t i) {
+  const char quote = text[i];
+  for (size_t k = i + 1; k < text.size(); ++k) {
+    if (quote == '"' && text[k] == '\\') {
+      ++k;  // an escape: the next byte is never the closing quote
+    } else if (text[k] == quote) {
+      if (quote == '\'' && k + 1 < text.size() && text[k + 1] == '\'') {
+        ++k;  // '' is a quote inside a single-quoted scalar
+      } else {
+        return k + 1;
+      }
+    }
+  }
+  return text.size();
+}
+
+// Where the value that starts at text[i] inside a flow collection ends, for a text the parser
+// accepted: a quoted scalar at its closing quote, a collection at its matching bracket, a plain
+// scalar before the first , [ ] { } or comment (none of which a plain scalar in flow may hold),
+// trailing blanks left out.
+size_t flowValueEnd(std::string_view text, size_t i) {
+  if (i >= text.size()) {
+    return text.size();
+  }
+  if (text[i] == '"' || text[i] == '\'') {
+    return quotedEnd(text, i);
+  }
+  const auto comment = [&](size_t k) { return text[k] == '#' && k > 0 && isBlank(text[k - 1]); };
+  if (text[i] == '[' || text[i] == '{') {
+    int depth = 0;
+    char last = '[';  // the last byte that is not blank: a quote after [ { , : ? opens a scalar
+    for (size_t k = i; k < text.size(); ++k) {
+      const char c = text[k];
+      if ((c == '"' || c == '\'') && std::string_view("[{,:?").find(last) != std::string::npos) {
+        k = quotedEnd(text, k) - 1;
+        last = c;
+        continue;
+      }
+      if (comment(k)) {
+        k = std::min(text.find('\n', k), text.size()) - 1;
+        continue;
+      }
+      if (c == '[' || c == '{') {
+        ++depth;
+      } else if ((c == ']' || c == '}') && --depth == 0) {
+        return k + 1;
+      }
+      if (!isBlank(c)) {
+        last = c;
+      }
+    }
+    return text.size();
+  }
+  size_t k = i;
+  while (k < text.size() && std::string_view(",[]{}").find(text[k]) == std::string::npos &&
+         !comment(k)) {
+    ++k;
+  }
+  while (k > i && isBlank(text[k - 1])) {
+    --k;
+  }
+  return k;
+}
+
 struct Refused {
   int line;  // 1-based
   std::string reason;
@@ -154,8 +221,8 @@ bool isSecretKey(const std::string& key) {
 // cannot be re-emitted with the same meaning; collects where the secrets are on the way.
 class Checker final : public YAML::EventHandler {
  public:
-  Checker(size_t offset, size_t size, YamlRules rules)
-      : offset_(offset), size_(size), rules_(rules) {}
+  Checker(std::string_view text, size_t offset, YamlRules rules)
+      : text_(text), offset_(offset), size_(text.size()), rules_(rules) {}
 
   void OnDocumentStart(const YAML::Mark& mark) override {
     // A second document is refused at its first node (the line a person looks for), or at its
@@ -170,7 +237,7 @@ class Checker final : public YAML::EventHandler {
     }
   }
   void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
-    node(mark, "?", anchor, Kind::kLeaf, "");
+    node(mark, "?", anchor, Kind::kNull, "");
   }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t /*anchor*/) override {
     throw Refused{mark.line + 1, "aliases (*name) are not supported; write the value out"};
@@ -188,13 +255,13 @@ class Checker final : public YAML::EventHandler {
     node(mark, tag, anchor, Kind::kLeaf, value);
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
-                       YAML::EmitterStyle::value /*style*/) override {
-    node(mark, tag, anchor, Kind::kSequence, "");
+                       YAML::EmitterStyle::value style) override {
+    node(mark, tag, anchor, Kind::kSequence, "", style == YAML::EmitterStyle::Flow);
   }
   void OnSequenceEnd() override { pop(); }
   void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
-                  YAML::EmitterStyle::value /*style*/) override {
-    node(mark, tag, anchor, Kind::kMap, "");
+                  YAML::EmitterStyle::value style) override {
+    node(mark, tag, anchor, Kind::kMap, "", style == YAML::EmitterStyle::Flow);
   }
   void OnMapEnd() override { pop(); }
   void OnAnchor(const YAML::Mark& mark, const std::string& /*name*/) override {
@@ -209,17 +276,18 @@ class Checker final : public YAML::EventHandler {
   }
 
  private:
-  enum class Kind { kLeaf, kSequence, kMap };
+  enum class Kind { kLeaf, kNull, kSequence, kMap };  // kNull: an empty node or ~
   struct Frame {
     bool map = false;
-    size_t items = 0;  // in a map: keys and values, so an even count means a key comes next
+    bool flow = false;  // {...} or [...]
+    size_t items = 0;   // in a map: keys and values, so an even count means a key comes next
     std::set<std::string> keys;
     std::string key;         // the last key seen
     long secret_range = -1;  // this collection is a secret's value: it closes that range
   };
 
   void node(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor, Kind kind,
-            const std::string& value) {
+            const std::string& value, bool flow = false) {
     const size_t at = offset_ + static_cast<size_t>(mark.pos);
     for (size_t i : closing_) {
       ranges_[i].end = std::max(at, ranges_[i].begin);
@@ -239,8 +307,15 @@ class Checker final : public YAML::EventHandler {
     if (!stack_.empty() && stack_.back().map) {
       Frame& f = stack_.back();
       if (f.items % 2 == 0) {
-        if (kind != Kind::kLeaf && rules_.keys) {
+        if ((kind == Kind::kMap || kind == Kind::kSequence) && rules_.keys) {
           throw Refused{line, "a mapping or list as a key is not supported"};
+        }
+        // A null key (`~: x`, `: x`, `? ` alone) would come back as the string "": a
+        // different key.
+        if (kind == Kind::kNull && rules_.keys) {
+          throw Refused{line,
+                        "a null key (~ or nothing before the colon) is not supported; "
+                        "write the key out"};
         }
         if (value == "<<") {
           throw Refused{line, "merge keys (<<) are not supported; write the keys out"};
@@ -255,12 +330,17 @@ class Checker final : public YAML::EventHandler {
       ++f.items;
     }
     // A URL with userinfo (an endpoint "https://user:password@mirror") is a secret too.
-    secret = secret || (kind == Kind::kLeaf && hasUserinfo(value));
+    const bool leaf = kind == Kind::kLeaf || kind == Kind::kNull;
+    secret = secret || (leaf && hasUserinfo(value));
+    // Inside a flow collection the next token may be a closing } or ], which the parser reports
+    // without a position: such a range ends where the value itself ends, found in the text.
+    const bool in_flow = !stack_.empty() && stack_.back().flow;
     if (secret) {
-      ranges_.push_back({at, size_});
+      ranges_.push_back(in_flow ? ByteRange{at, flowValueEnd(text_, at), true}
+                                : ByteRange{at, size_});
     }
-    if (kind == Kind::kLeaf) {
-      if (secret) {
+    if (leaf) {
+      if (secret && !in_flow) {
         closing_.push_back(ranges_.size() - 1);
       }
       return;
@@ -270,7 +350,8 @@ class Checker final : public YAML::EventHandler {
     }
     Frame f;
     f.map = kind == Kind::kMap;
-    f.secret_range = secret ? static_cast<long>(ranges_.size() - 1) : -1;
+    f.flow = flow;
+    f.secret_range = secret && !in_flow ? static_cast<long>(ranges_.size() - 1) : -1;
     stack_.push_back(std::move(f));
   }
 
@@ -288,6 +369,7 @@ class Checker final : public YAML::EventHandler {
     }
   }
 
+  std::string_view text_;
   size_t offset_;  // yaml-cpp's positions leave out a byte-order mark
   size_t size_;
   YamlRules rules_;
@@ -313,8 +395,18 @@ std::variant<std::vector<ByteRange>, YamlProblem> walk(const std::string& text, 
                                               (text[bad] == '\0' ? "NUL" : "not allowed") +
                                               " (YAML is UTF-8 text without control characters)"};
   }
+  // A CR that is not part of CRLF is a line break to YAML (and to Go's reader in k3s) but not to
+  // an editor or to diff, which show one line where the parser sees several; re-emitting such a
+  // text moves or merges keys. Refused rather than guessed at.
+  for (size_t cr = text.find('\r'); cr != std::string::npos; cr = text.find('\r', cr + 1)) {
+    if (cr + 1 == text.size() || text[cr + 1] != '\n') {
+      return YamlProblem{lineAt(text, cr),
+                         "a carriage return (0x0d) that is not part of a CRLF line end is not "
+                         "allowed; use LF or CRLF line ends"};
+    }
+  }
   const size_t bom = text.rfind("\xef\xbb\xbf", 0) == 0 ? 3 : 0;
-  Checker checker(bom, text.size(), rules);
+  Checker checker(text, bom, rules);
   std::istringstream in(text);
   try {
     YAML::Parser parser(in);

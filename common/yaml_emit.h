@@ -68,9 +68,12 @@ Status checkPlainYaml(const std::string& text, const std::string& source);
 // token, so a block scalar, a continuation line or a `? password` key's value is covered whole.
 // A scalar that is a URL with userinfo (user:password@) counts as a secret as well.
 // std::nullopt when the text cannot be parsed.
+// Inside a flow collection ({...}, [...]) a range is the value alone (flow = true): what
+// follows it, such as the closing braces, is structure to keep.
 struct ByteRange {
   size_t begin = 0;
   size_t end = 0;
+  bool flow = false;
 };
 std::optional<std::vector<ByteRange>> secretRanges(const std::string& text);
 

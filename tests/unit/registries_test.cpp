@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -329,6 +330,51 @@ TEST(MaskSecrets, EndsANestedSecretWhereItsValueEnds) {
   EXPECT_NE(masked.find("b: shown"), std::string::npos) << masked;
 }
 
+// A node's keys and nesting, its scalars' values left out ("s"), nulls kept ("~").
+std::string shape(const YAML::Node& node) {
+  std::string out;
+  if (node.IsMap()) {
+    out += "{";
+    for (const auto& item : node) {
+      out += item.first.Scalar() + ":" + shape(item.second) + ",";
+    }
+    out += "}";
+  } else if (node.IsSequence()) {
+    out += "[";
+    for (const auto& item : node) {
+      out += shape(item) + ",";
+    }
+    out += "]";
+  } else {
+    out += node.IsNull() ? "~" : "s";
+  }
+  return out;
+}
+
+// The masked text is still the same YAML (same keys, same nesting), so masking it again
+// changes nothing.
+TEST(MaskSecrets, KeepsTheStructureOfFlowCollectionsAndIsIdempotent) {
+  for (const std::string text : {
+           "configs: {my.lan: {auth: {username: u, password: flow-s3cret}}}\n",
+           "configs: {a: {auth: {password: \"s3cret, }\", username: u}}, b: 1}\nc: 2\n",
+           "x: [{password: 's3cret ''q'' ]'}, {auth: s3cret-tok}]\n",
+           "x: {password: [s3cret, {a: \"s3cret]\"}], y: 1}\n",
+           "x: {password: s3cret\n  s3cret-more, y: 1}\n",
+           "x: {password: s3cret # s3cret-comment\n  , y: 1}\n",
+           "x: {password: , y: 1}\n",
+       }) {
+    const auto masked = maskSecrets(text);
+    EXPECT_EQ(masked.find("s3cret"), std::string::npos) << masked;
+    EXPECT_EQ(maskSecrets(masked), masked) << text;
+    EXPECT_EQ(shape(YAML::Load(masked)), shape(YAML::Load(text))) << masked;
+    EXPECT_EQ(std::count(masked.begin(), masked.end(), '\n'),
+              std::count(text.begin(), text.end(), '\n'))
+        << masked;
+  }
+  EXPECT_EQ(maskSecrets("configs: {h: {auth: {password: p4ss}}}\n"),
+            "configs: {h: {auth: {password: \"********\"}}}\n");
+}
+
 TEST(MaskSecrets, ShowsNothingOfTextThatIsNotYaml) {
   const auto masked = maskSecrets("configs: {h: {auth: {password: s3cret\n");
   EXPECT_EQ(masked.find("s3cret"), std::string::npos) << masked;
@@ -353,6 +399,38 @@ TEST(CheckPlainYaml, RefusesWhatCannotBeReEmittedWithTheSameMeaningAndNamesTheLi
     ASSERT_FALSE(checked) << text;
     EXPECT_NE(checked.error().message.find(expected), std::string::npos) << checked.error().message;
   }
+}
+
+TEST(CheckPlainYaml, RefusesNullKeysWhichWouldComeBackAsEmptyStrings) {
+  for (const auto& [text, line] :
+       std::vector<std::pair<std::string, std::string>>{{"a: 1\n~: x\n", "f:2:"},
+                                                        {"a: 1\nb: 2\n: x\n", "f:3:"},
+                                                        {"m: {a: 1, ~: 2}\n", "f:1:"}}) {
+    auto checked = checkPlainYaml(text, "f");
+    ASSERT_FALSE(checked) << text;
+    EXPECT_NE(checked.error().message.find(line + " a null key"), std::string::npos)
+        << checked.error().message;
+  }
+  // A quoted empty key is the string "", not null: it comes back as written.
+  EXPECT_TRUE(checkPlainYaml("\"\": x\n", "f"));
+}
+
+TEST(CheckPlainYaml, RefusesALoneCarriageReturnButNotCrlf) {
+  auto checked = checkPlainYaml("a: 1\nnote: k3s\rb: 2\n", "f");
+  ASSERT_FALSE(checked);
+  EXPECT_NE(checked.error().message.find("f:2: a carriage return"), std::string::npos)
+      << checked.error().message;
+  EXPECT_FALSE(checkPlainYaml("a: 1\r", "f"));
+  EXPECT_TRUE(checkPlainYaml("a: 1\r\nb: 2\r\n", "f"));
+}
+
+TEST(RenderRegistries, RefusesANullKeyInTheNodesFileNamingTheLine) {
+  auto config = configFrom("registry: {url: \"https://h\"}\nmirrors: {docker.io: a}\n");
+  auto r = renderRegistries(config, "", std::string("mirrors: {}\n~: x\n"), "/r.yaml", State{});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, ErrorKind::kConfig);
+  EXPECT_NE(r.error().message.find("/r.yaml:2: a null key"), std::string::npos)
+      << r.error().message;
 }
 
 TEST(CheckPlainYaml, BoundsNestingDepth) {
