@@ -192,12 +192,19 @@ Result<std::optional<std::string>> removeManagedEntries(const std::string& curre
                   without(doc["configs"], managedBefore(previous, false)));
 }
 
+namespace {
+// What a diff or render shows instead of a text whose secrets cannot be located.
+std::string notShown(const std::string& text) {
+  return "# (" + std::to_string(std::count(text.begin(), text.end(), '\n')) +
+         " lines not shown: not valid YAML, so its secrets cannot be masked)\n";
+}
+}  // namespace
+
 std::string maskSecrets(const std::string& text) {
   auto ranges = secretRanges(text);
   if (!ranges) {
     // Not YAML: no way to tell where its secrets are, so show none of it.
-    return "# (" + std::to_string(std::count(text.begin(), text.end(), '\n')) +
-           " lines not shown: not valid YAML, so its secrets cannot be masked)\n";
+    return notShown(text);
   }
   // Each range runs from a secret's first byte to the next token. Its first line becomes
   // "********"; the lines it covers whole become empty; on the line of the next token, what
@@ -226,6 +233,12 @@ std::string maskSecrets(const std::string& text) {
         out += last.substr(0, std::min(last.find_first_not_of(" \t"), last.size()));
       }
       copied = r.end;
+      // A comment right after the value ("password: x # the old one was y") goes with it.
+      const size_t eol = std::min(text.find('\n', r.end), text.size());
+      const size_t next = text.find_first_not_of(" \t", r.end);
+      if (next < eol && text[next] == '#') {
+        copied = eol;
+      }
       continue;
     }
     const size_t first_eol = text.find('\n', r.begin);
@@ -251,7 +264,11 @@ std::string maskSecrets(const std::string& text) {
     out += '\n';
     const std::string last = text.substr(line_start + 1, r.end - (line_start + 1));
     const bool only_indicators = last.find_first_not_of(" \t-?:,") == std::string::npos;
-    if (only_indicators) {
+    const size_t first = last.find_first_not_of(" \t");
+    if (r.end >= text.size() || (first != std::string::npos && last[first] == '#')) {
+      // No token follows (the range ran to the end of the text) or the line is a comment:
+      // nothing there belongs to the YAML's structure, so it is emptied like the lines above.
+    } else if (only_indicators) {
       out += last;
     } else if (!last.empty()) {
       out += last.substr(0, last.find_first_not_of(" \t")) + "\"********\", ";
@@ -259,6 +276,11 @@ std::string maskSecrets(const std::string& text) {
     copied = r.end;
   }
   out.append(text, copied, std::string::npos);
+  // A safety net under the rules above: a masked text that is no longer YAML would show its
+  // reader something other than what the file says (and mask differently a second time).
+  if (!secretRanges(out)) {
+    return notShown(text);
+  }
   return out;
 }
 
