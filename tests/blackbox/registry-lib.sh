@@ -18,9 +18,10 @@ free_port() {
   done
 }
 
-# wait_listening PORT: until something accepts on 127.0.0.1:PORT (bash's /dev/tcp), 20 s at most.
+# wait_listening PORT: until something accepts on 127.0.0.1:PORT (bash's /dev/tcp), 60 s at most
+# (a 20 s limit was once missed in the sanitizer run while booted-node tests loaded the machine).
 wait_listening() {
-  local deadline=$((SECONDS + 20))
+  local deadline=$((SECONDS + 60))
   until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
     [ $SECONDS -lt $deadline ] || fail "nothing listens on 127.0.0.1:$1"
     sleep 0.1
