@@ -135,6 +135,12 @@ fleet_boot() {
       [ $SECONDS -lt $deadline ] || fail "$name did not finish booting (state: $state)"
       sleep 0.2
     done
+    # pam_nologin refuses ssh logins while /run/nologin exists ("System is booting up"); it
+    # was seen to outlast is-system-running's "running" once in CI.
+    until ! in_node test -e /run/nologin; do
+      [ $SECONDS -lt $deadline ] || fail "$name still refuses logins (/run/nologin is there)"
+      sleep 0.2
+    done
     until listening "${ADDR_OF[$name]}"; do
       [ $SECONDS -lt $deadline ] || fail "$name's sshd does not listen on ${ADDR_OF[$name]}:22: $(in_node systemctl status ssh.service --no-pager 2>&1 | tail -5)"
       sleep 0.1
