@@ -254,7 +254,11 @@ Result<std::optional<std::string>> readFile(const std::string& path, size_t limi
   return std::optional<std::string>{std::move(content)};
 }
 
-Result<std::optional<std::vector<std::string>>> listDir(const std::string& path) {
+namespace {
+// The names in a directory opened through openPath (so with --root it cannot lead out of it);
+// dirs_only keeps the subdirectories, symlinks to directories not counted.
+Result<std::optional<std::vector<std::string>>> listEntries(const std::string& path,
+                                                            bool dirs_only) {
   Fd fd(openPath(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK));
   if (!fd.valid()) {
     if (errno == ENOENT) {
@@ -272,14 +276,32 @@ Result<std::optional<std::vector<std::string>>> listDir(const std::string& path)
   errno = 0;
   while (const dirent* entry = ::readdir(dir.get())) {
     const std::string name = entry->d_name;
-    if (name != "." && name != "..") {
-      names.push_back(name);
+    if (name == "." || name == "..") {
+      continue;
     }
+    if (dirs_only) {
+      struct stat st {};
+      const bool is_dir = entry->d_type == DT_DIR || (entry->d_type == DT_UNKNOWN &&
+                                                      ::fstatat(::dirfd(dir.get()), entry->d_name,
+                                                                &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                                                      S_ISDIR(st.st_mode));
+      if (!is_dir) {
+        errno = 0;
+        continue;
+      }
+    }
+    names.push_back(name);
+    errno = 0;
   }
   if (errno != 0) {
     return Error{"list " + path + ": " + errnoText(errno), ErrorKind::kConfig};
   }
   return std::optional<std::vector<std::string>>{std::move(names)};
+}
+}  // namespace
+
+Result<std::optional<std::vector<std::string>>> listDir(const std::string& path) {
+  return listEntries(path, false);
 }
 
 Status makeDirs(const std::string& path, mode_t mode) {
@@ -472,25 +494,11 @@ TempDir::~TempDir() {
 }
 
 Result<std::optional<std::vector<std::string>>> listSubdirs(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::directory_iterator it(path, ec);
-  if (ec == std::errc::no_such_file_or_directory) {
-    return std::optional<std::vector<std::string>>{};
+  auto names = listEntries(path, true);
+  if (names && names.value()) {
+    std::sort(names.value()->begin(), names.value()->end());
   }
-  if (ec) {
-    return configError("list " + path + ": " + ec.message());
-  }
-  std::vector<std::string> names;
-  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    if (it->symlink_status(ec).type() == std::filesystem::file_type::directory) {
-      names.push_back(it->path().filename().string());
-    }
-  }
-  if (ec) {
-    return configError("list " + path + ": " + ec.message());
-  }
-  std::sort(names.begin(), names.end());
-  return std::optional<std::vector<std::string>>{std::move(names)};
+  return names;
 }
 
 }  // namespace k3sma

@@ -179,5 +179,22 @@ TEST(TempDir, RemovesEverythingInItOnDestruction) {
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 
+// certs.d is listed through the same confined directory fd as config.d: directories only,
+// sorted, a symlink to a directory not counted (with --root it could lead out of the root).
+TEST(ListSubdirs, ListsDirectoriesOnlyAndNotSymlinksToThem) {
+  TempDir dir;
+  std::filesystem::create_directory(dir.path() + "/b.io");
+  std::filesystem::create_directory(dir.path() + "/a.io");
+  ASSERT_TRUE(writeFileAtomic(dir.path() + "/file", "x", 0644).ok());
+  std::filesystem::create_directory_symlink("/etc", dir.path() + "/link");
+  auto listed = listSubdirs(dir.path());
+  ASSERT_TRUE(listed.ok()) << listed.error().message;
+  ASSERT_TRUE(listed.value().has_value());
+  EXPECT_EQ(*listed.value(), (std::vector<std::string>{"a.io", "b.io"}));
+  auto missing = listSubdirs(dir.path() + "/none");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing.value().has_value());
+}
+
 }  // namespace
 }  // namespace k3sma
