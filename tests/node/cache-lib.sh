@@ -263,3 +263,29 @@ pull() {
     -n k8s.io images pull --hosts-dir "$CERTS_D" "docker.io/library/$1:1" >"$WORK/pull-$1.log" 2>&1
 }
 must_pull() { pull "$1" || fail "the pull of $1 failed: $(tail -5 "$WORK/pull-$1.log")"; }
+
+# --- scenarios sharing one booted node ------------------------------------------------------
+
+FAILED=()
+# scenario NAME: runs the function NAME in a subshell (a failure ends that scenario only). Not
+# as an if's condition: bash would turn errexit off inside it.
+scenario() {
+  local rc=0
+  # The ERR trap stays on inside (it names the command that failed), not for the subshell.
+  trap - ERR
+  set +e
+  (
+    trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
+    set -e
+    "$1"
+  )
+  rc=$?
+  set -e
+  trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
+  if [ $rc -eq 0 ]; then
+    echo "PASS: $1"
+  else
+    echo "FAIL: $1" >&2
+    FAILED+=("$1")
+  fi
+}

@@ -39,22 +39,6 @@ expect_hot() {
   [ "$(invocation)" = "$1" ] || fail "k3s was started during a hot reload"
 }
 
-FAILED=()
-scenario() {
-  local rc=0
-  trap - ERR
-  set +e
-  (
-    trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
-    set -e
-    "$1"
-  )
-  rc=$?
-  set -e
-  trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
-  if [ $rc -eq 0 ]; then echo "PASS: $1"; else echo "FAIL: $1" >&2; FAILED+=("$1"); fi
-}
-
 cache_node "$ROLE"
 for img in first hot rotating rotated removed authed embedded daemonhot; do
   make_image "$img"

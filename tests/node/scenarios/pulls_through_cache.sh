@@ -42,30 +42,6 @@ render_equals_certs_d() {
     fail "render --certs-d $* differs from what the stand-in wrote: $(head -20 "$WORK/render.diff")"
 }
 
-FAILED=()
-# scenario NAME: runs the function NAME in a subshell (a failure ends that scenario only). Not
-# as an if's condition: bash would turn errexit off inside it.
-scenario() {
-  local rc=0
-  # The ERR trap stays on inside (it names the command that failed), not for the subshell.
-  trap - ERR
-  set +e
-  (
-    trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
-    set -e
-    "$1"
-  )
-  rc=$?
-  set -e
-  trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
-  if [ $rc -eq 0 ]; then
-    echo "PASS: $1"
-  else
-    echo "FAIL: $1" >&2
-    FAILED+=("$1")
-  fi
-}
-
 cache_node "$ROLE"
 # These scenarios pin the restart path (a change, a CA rotation and a refused change each restart
 # k3s); the restart-free path, which this node would otherwise take, is hot_reload_pulls.sh's.
