@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds (once) the root filesystem of a throwaway Debian 12 node with systemd, for the node
-# tests (../../shared/RECIPES.md, recipes 1 and 2): debootstrap minbase plus systemd, dbus, the
-# trust store and the shared libraries the agent links, for amd64 or (under qemu) arm64.
-# EXTRA packages make a variant (the Ansible test's node adds ansible-core). Cached under
-# /var/cache/k3s-mirror-agent/; a fresh machine builds it from scratch (~2 min for amd64, ~5 for
-# arm64). The cache is keyed by this script's content and the extra packages, so changing the
-# package list rebuilds it. Two tests asking for the same root at once build it once (flock).
+# tests (tests/node/README.md, "A booted systemd node"): debootstrap minbase plus systemd, dbus,
+# the trust store and the shared libraries the agent links, for amd64 or (under qemu) arm64.
+# EXTRA packages make a variant (the pull scenarios add containerd, the Ansible fleet sshd).
+# Cached under /var/cache/k3s-mirror-agent/; a fresh machine builds it from scratch (~2 min for
+# amd64, ~5 for arm64). The cache is keyed by this script's commands (comment-only and blank
+# lines left out, so editing a comment does not rebuild every node root) and the extra packages,
+# so changing the package list rebuilds it. Two tests asking for the same root at once build it
+# once (flock).
 # Usage: tests/node/build-rootfs.sh [amd64|arm64] [EXTRA-PACKAGE...]   -> prints the rootfs path
 set -euo pipefail
 arch=${1:-amd64}
@@ -13,7 +15,8 @@ shift || true
 extra=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
 cache=/var/cache/k3s-mirror-agent
-key=$({ cat "$here/build-rootfs.sh"; echo "${extra[*]}"; } | sha256sum | cut -c1-12)
+commands=$(grep -Ev '^[[:space:]]*(#|$)' "$here/build-rootfs.sh")
+key=$({ echo "$commands"; echo "${extra[*]}"; } | sha256sum | cut -c1-12)
 flavor=${extra[*]:+-$(IFS=-; echo "${extra[*]}")}
 rootfs=$cache/node-$arch$flavor-$key
 
