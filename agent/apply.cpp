@@ -370,7 +370,7 @@ Executed executeFiles(const Plan& plan, const ApplyOptions& options, const std::
 }
 
 std::string unitWord(const Config& config) {
-  return config.k3s.distribution == Distribution::kRke2 ? "rke2" : "k3s";
+  return std::string(factsOf(config.k3s.distribution).name);
 }
 
 // The unit to restart after the files change, decided before any file is touched so that a
@@ -400,9 +400,11 @@ Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& optio
     return unit.error();
   }
   if (!unit.value()) {
-    const std::string wanted = config.k3s.unit == "auto"
-                                   ? word + ".service or " + word + "-agent.service"
-                                   : config.k3s.unit;
+    const DistributionFacts& facts = factsOf(config.k3s.distribution);
+    const std::string wanted =
+        config.k3s.unit == "auto"
+            ? std::string(facts.server_unit) + " or " + std::string(facts.agent_unit)
+            : config.k3s.unit;
     report.notes.push_back(
         "no " + wanted + " is installed yet: " + word +
         " will read these files when it first starts" +

@@ -16,8 +16,10 @@
 #include "agent/status.h"
 #include "common/certs_d.h"
 #include "common/diff.h"
+#include "common/distribution.h"
 #include "common/log.h"
 #include "common/registries.h"
+#include "common/reload.h"
 #include "version.h"
 
 namespace k3sma {
@@ -129,8 +131,8 @@ int printReport(const Report& r, const Options& o, const char* what) {
     if (r.restarted) {
       std::cout << *r.restarted << " was restarted and is active\n";
     } else if (r.restart_needed) {
-      std::cout << (r.dry_run ? "k3s (or rke2) would be restarted\n"
-                              : "k3s (or rke2) needs a restart to read them\n");
+      std::cout << kAnyDistributionWord
+                << (r.dry_run ? " would be restarted\n" : " needs a restart to read them\n");
     }
     for (const auto& note : r.notes) {
       std::cout << note << "\n";
@@ -248,13 +250,9 @@ int runDiff(const Options& o, Deps& deps) {
 // refuses leaves DIR untouched. Other entries of DIR are left alone (k3s would clean them).
 int runRenderCertsD(const Options& o, const Prepared& prepared, Deps& deps) {
   const nlohmann::ordered_json empty = {{"dir", o.certs_d}, {"files", nullptr}};
-  CertsDOptions options;
+  CertsDOptions options = certsDOptionsFor(prepared.config.k3s.distribution);
   options.layout = parseK3sLayout(o.k3s_layout).value();  // CLI11 allowed only valid names
   options.disable_default_endpoint = o.no_default_endpoint;
-  if (prepared.config.k3s.distribution == Distribution::kRke2) {
-    options.header = kRke2HostsHeader;
-    options.embedded_registry_addr = kRke2EmbeddedRegistryAddr;
-  }
   auto files = renderCertsD(prepared.registries_text, prepared.registries_path, options);
   if (!files) {
     // The lines are those of the file apply would write, which `render` prints.

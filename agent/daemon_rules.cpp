@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "common/distribution.h"
 #include "common/registries.h"
 #include "common/reload.h"
 

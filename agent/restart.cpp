@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/distribution.h"
 #include "common/registries.h"
 
 namespace k3sma {
@@ -10,10 +11,9 @@ Result<std::optional<std::string>> resolveUnit(Systemd& systemd, const K3sSettin
   std::vector<std::string> candidates;
   if (k3s.unit != "auto") {
     candidates = {k3s.unit};
-  } else if (k3s.distribution == Distribution::kRke2) {
-    candidates = {"rke2-server.service", "rke2-agent.service"};
   } else {
-    candidates = {"k3s.service", "k3s-agent.service"};
+    const DistributionFacts& facts = factsOf(k3s.distribution);
+    candidates = {std::string(facts.server_unit), std::string(facts.agent_unit)};
   }
   std::vector<std::string> loaded;
   for (const auto& unit : candidates) {
@@ -122,10 +122,10 @@ RestartAttempt restartUntilHealthy(Systemd& systemd, Clock& clock, const std::st
 }
 
 std::vector<ExpectedHostsToml> expectedHostsToml(const Config& config) {
-  const std::string data_dir = dataDir(config.k3s.distribution);
+  const std::string certs_d = certsDPath(config.k3s.distribution);
   std::vector<ExpectedHostsToml> expected;
   for (const auto& [upstream, project] : config.mirrors) {
-    expected.push_back({data_dir + "/agent/etc/containerd/certs.d/" + upstream + "/hosts.toml",
+    expected.push_back({certs_d + "/" + upstream + "/hosts.toml",
                         mirrorEndpoint(config, project)});
   }
   return expected;

@@ -591,7 +591,8 @@ class FileParser {
              [&](const YAML::Node& k, const YAML::Node& v) -> Status {
                auto d = choice<Distribution>(
                    k, v, "k3s.distribution",
-                   {{"k3s", Distribution::kK3s}, {"rke2", Distribution::kRke2}});
+                   {{std::string(kK3sFacts.name), Distribution::kK3s},
+                    {std::string(kRke2Facts.name), Distribution::kRke2}});
                if (!d) {
                  return d.error();
                }
@@ -838,15 +839,6 @@ Result<Config> parseConfig(const std::vector<ConfigSource>& sources) {
   }
   config.sha256 = sha256Hex(all);
   return config;
-}
-
-std::string dataDir(Distribution d) {
-  return d == Distribution::kRke2 ? "/var/lib/rancher/rke2" : "/var/lib/rancher/k3s";
-}
-
-std::string registriesPath(Distribution d) {
-  return d == Distribution::kRke2 ? "/etc/rancher/rke2/registries.yaml"
-                                  : "/etc/rancher/k3s/registries.yaml";
 }
 
 namespace {

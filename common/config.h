@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/distribution.h"
 #include "common/duration.h"
 #include "common/error.h"
 #include "common/reference.h"
@@ -23,7 +24,6 @@ namespace k3sma {
 class Root;
 
 enum class MirrorMode { kPath, kRewrite };
-enum class Distribution { kK3s, kRke2 };
 enum class RestartPolicy { kOnChange, kNever };
 enum class ReloadPolicy { kAuto, kRestart };  // k3s.reload (common/reload.h)
 enum class DriftPolicy { kCorrect, kReport };
@@ -115,9 +115,5 @@ inline constexpr const char* kDefaultConfigPath = "/etc/k3s-mirror-agent/config.
 // password_file must be a regular file owned by root and not readable by group or others; its
 // content becomes auth.password.
 Result<Config> loadConfig(const std::string& config_path, const Root& root);
-
-// Registry paths for a distribution.
-std::string registriesPath(Distribution d);  // /etc/rancher/k3s/registries.yaml or rke2's
-std::string dataDir(Distribution d);         // /var/lib/rancher/k3s or rke2's
 
 }  // namespace k3sma

@@ -140,18 +140,10 @@ std::optional<std::string> mismatch(const std::vector<HostsToml>& headed,
 
 }  // namespace
 
-std::string certsDPath(Distribution d) { return dataDir(d) + "/agent/etc/containerd/certs.d"; }
-
-std::string containerdConfigPath(Distribution d) {
-  return dataDir(d) + "/agent/etc/containerd/config.toml";
-}
-
 CertsDOptions certsDOptionsFor(Distribution d) {
   CertsDOptions options;
-  if (d == Distribution::kRke2) {
-    options.header = kRke2HostsHeader;
-    options.embedded_registry_addr = kRke2EmbeddedRegistryAddr;
-  }
+  options.header = factsOf(d).hosts_header;
+  options.embedded_registry_addr = factsOf(d).embedded_registry_addr;
   return options;
 }
 

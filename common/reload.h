@@ -40,9 +40,6 @@ namespace k3sma {
 
 enum class ReloadKind { kHot, kRestart };
 
-// <data-dir>/agent/etc/containerd/certs.d and config.toml of a distribution (node paths).
-std::string certsDPath(Distribution d);
-std::string containerdConfigPath(Distribution d);
 // k3s's (or rke2's) header line, without its newline, and the embedded registry's address.
 CertsDOptions certsDOptionsFor(Distribution d);
 

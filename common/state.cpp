@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/config.h"
+#include "common/distribution.h"
 #include "common/registries.h"
 
 namespace k3sma {

@@ -203,8 +203,9 @@ volatile sig_atomic_t g_stop = 0;
 
 int main(int argc, char** argv) {
   const std::string role = argc > 1 ? argv[1] : "server";
-  const fs::path registries = argc > 2 ? argv[2] : "/etc/rancher/k3s/registries.yaml";
-  const fs::path data_dir = argc > 3 ? argv[3] : "/var/lib/rancher/k3s";
+  const fs::path registries =
+      argc > 2 ? fs::path(argv[2]) : fs::path(k3sma::kK3sFacts.registries_path);
+  const fs::path data_dir = argc > 3 ? fs::path(argv[3]) : fs::path(k3sma::kK3sFacts.data_dir);
 
   fs::create_directories("/var/log/k3s-standin");
   std::ofstream("/var/log/k3s-standin/starts", std::ios::app)

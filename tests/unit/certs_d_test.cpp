@@ -330,8 +330,8 @@ TEST(CertsDRewrite, TheEmbeddedRegistryEndpointGetsNoRewrite) {
 
 TEST(CertsDRewrite, Rke2sEmbeddedRegistryIsOnTheSupervisorPort) {
   CertsDOptions rke2;
-  rke2.header = kRke2HostsHeader;
-  rke2.embedded_registry_addr = kRke2EmbeddedRegistryAddr;
+  rke2.header = kRke2Facts.hosts_header;
+  rke2.embedded_registry_addr = kRke2Facts.embedded_registry_addr;
   auto files = render(
       "mirrors:\n  docker.io:\n    endpoint: [\"127.0.0.1:9345\", \"127.0.0.1:6443\"]\n"
       "    rewrite:\n      \"^(.*)$\": \"p/$1\"\n",

@@ -257,11 +257,11 @@ TEST(ReloadDecision, UsesRke2PathsAndHeader) {
   const auto with_k3s_header = decideReload(in);
   EXPECT_EQ(with_k3s_header.kind, ReloadKind::kRestart) << with_k3s_header.reason;
   for (auto& [dir, text] : in.certs_d) {
-    text->replace(0, std::string(kK3sHostsHeader).size(), kRke2HostsHeader);
+    text->replace(0, kK3sFacts.hosts_header.size(), kRke2Facts.hosts_header);
   }
   const auto d = decideReload(in);
   ASSERT_EQ(d.kind, ReloadKind::kHot) << d.reason;
-  EXPECT_EQ(d.files[0].content.rfind(std::string(kRke2HostsHeader) + "\n", 0), 0u);
+  EXPECT_EQ(d.files[0].content.rfind(std::string(kRke2Facts.hosts_header) + "\n", 0), 0u);
 }
 
 TEST(ReloadDecision, AnEmptyCertsDMatchesEverySettingSoOnlyAgreeingFilesGoHot) {
