@@ -401,10 +401,10 @@ Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& optio
   }
   if (!unit.value()) {
     const DistributionFacts& facts = factsOf(config.k3s.distribution);
-    const std::string wanted =
-        config.k3s.unit == "auto"
-            ? std::string(facts.server_unit) + " or " + std::string(facts.agent_unit)
-            : config.k3s.unit;
+    std::string wanted = config.k3s.unit;
+    if (wanted == "auto") {
+      wanted = std::string(facts.server_unit) + " or " + std::string(facts.agent_unit);
+    }
     report.notes.push_back(
         "no " + wanted + " is installed yet: " + word +
         " will read these files when it first starts" +

@@ -1,5 +1,9 @@
 #pragma once
-// `k3s-mirror-agent run`, the daemon (SPEC.md "The daemon"). One sd-event loop, one thread:
+// `k3s-mirror-agent run`, the daemon (README.md, "The daemon"): applies at start, then READY=1;
+// applies a config change after a debounce (a burst of writes: one apply, at most one restart);
+// puts back, or only reports, a managed file edited by hand; waits a random splay before a
+// restart so a fleet given one config does not restart together; probes the cache on an
+// interval; SIGHUP applies, SIGTERM stops cleanly. One sd-event loop, one thread:
 // inotify on the config and the managed files, SIGTERM/SIGINT/SIGHUP, one-shot timers for the
 // debounce and the splay, an interval timer for the cache probe, and sd-event's own watchdog
 // pings. Every apply goes through the same engine as `apply` (agent/apply.h). What it decides

@@ -1,9 +1,9 @@
 #pragma once
-// verify.preflight (SPEC.md "Pulls, not only files"): before an apply that would change
-// something writes anything, resolve every verify.images manifest through the *new* config (its
-// endpoints, its CA, its credentials). require: one that fails stops the apply with exit 5 and
-// nothing touched; warn: a warning, and the apply goes on; none: no request at all. Kept out of
-// apply.cpp so the apply transaction calls it from one place.
+// verify.preflight (README.md, "Pulls, not only files (verify)"): before an apply that would
+// change something writes anything, resolve every verify.images manifest through the *new*
+// config (its endpoints, its CA, its credentials). require: one that fails stops the apply with
+// exit 5 and nothing touched; warn: a warning, and the apply goes on; none: no request at all.
+// Kept out of apply.cpp so the apply transaction calls it from one place.
 
 #include <functional>
 #include <optional>

@@ -125,8 +125,7 @@ std::vector<ExpectedHostsToml> expectedHostsToml(const Config& config) {
   const std::string certs_d = certsDPath(config.k3s.distribution);
   std::vector<ExpectedHostsToml> expected;
   for (const auto& [upstream, project] : config.mirrors) {
-    expected.push_back({certs_d + "/" + upstream + "/hosts.toml",
-                        mirrorEndpoint(config, project)});
+    expected.push_back({certs_d + "/" + upstream + "/hosts.toml", mirrorEndpoint(config, project)});
   }
   return expected;
 }

@@ -589,10 +589,9 @@ class FileParser {
         {
             {"distribution",
              [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-               auto d = choice<Distribution>(
-                   k, v, "k3s.distribution",
-                   {{std::string(kK3sFacts.name), Distribution::kK3s},
-                    {std::string(kRke2Facts.name), Distribution::kRke2}});
+               auto d = choice<Distribution>(k, v, "k3s.distribution",
+                                             {{std::string(kK3sFacts.name), Distribution::kK3s},
+                                              {std::string(kRke2Facts.name), Distribution::kRke2}});
                if (!d) {
                  return d.error();
                }

@@ -1,8 +1,9 @@
 #pragma once
-// The agent's configuration (SPEC.md "Configuration"): /etc/k3s-mirror-agent/config.yaml plus
-// config.d/*.yaml merged in name order. Parsing is pure and strict: text in, a Config or an
-// error naming file, line and key out. Unknown keys are errors because k3s silently ignores
-// unknown keys in registries.yaml, so a typo must stop here, not disappear on the node.
+// The agent's configuration (README.md "Configuration"; man 5 k3s-mirror-agent.yaml):
+// /etc/k3s-mirror-agent/config.yaml plus config.d/*.yaml merged in name order. Parsing is pure
+// and strict: text in, a Config or an error naming file, line and key out. Unknown keys are
+// errors because k3s silently ignores unknown keys in registries.yaml, so a typo must stop
+// here, not disappear on the node. k3s.distribution picks a row of common/distribution.h.
 //
 // Merging drop-ins: sections are merged key by key and a later file's scalar replaces an
 // earlier one (as systemd drop-ins do); mirrors are the union, and the same upstream in two

@@ -10,7 +10,7 @@
 
 namespace k3sma {
 
-// What kind of failure it was; the command line maps it to an exit code (SPEC.md).
+// What kind of failure it was; the command line maps it to an exit code (agent/cli.h).
 enum class ErrorKind {
   kConfig,        // usage, config or CA problem: nothing was touched (exit 2)
   kUnconfigured,  // the config sets nothing yet (the package's example): exit 2, the daemon idles

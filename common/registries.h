@@ -1,7 +1,30 @@
 #pragma once
-// Renders /etc/rancher/k3s/registries.yaml from the config, the file on the node and the state.
-// Pure and deterministic: sorted keys, same input -> same bytes. The k3s rules it follows are in
-// SPEC.md "How k3s reads registries.yaml"; tests/unit/registries_test.cpp pins each one.
+// Renders the registries.yaml k3s reads (/etc/rancher/k3s/, RKE2 /etc/rancher/rke2/:
+// common/distribution.h) from the config, the file on the node and the state. Pure and
+// deterministic: sorted keys, same input -> same bytes. tests/unit/registries_test.cpp pins each
+// rule; README.md, "How k3s reads registries.yaml and certs.d", has them with their sources.
+//
+// The k3s rules it follows (k3s-io/k3s pkg/agent/containerd/config.go, containerd
+// remotes/docker/config/hosts.go):
+// - k3s reads the file once, at start; the agent restarts the unit after a change (or writes
+//   certs.d itself where that is provably what k3s would write: common/reload.h).
+// - Schema: mirrors.<host>.endpoint: [url...], mirrors.<host>.rewrite: {regex: replacement},
+//   configs.<host>.auth: {username, password, auth, identity_token},
+//   configs.<host>.tls: {ca_file, cert_file, key_file, insecure_skip_verify}. k3s ignores
+//   unknown keys silently, so nothing else is ever written.
+// - An endpoint whose path is not "", "/" or "/v2" is used verbatim (containerd's
+//   override_path): https://harbor.home.lab/v2/dockerhub-proxy sends nginx to
+//   .../v2/dockerhub-proxy/library/nginx/manifests/<tag>. That is path mode, the default: one
+//   Harbor proxy-cache project per upstream. The path must include /v2.
+// - rewrite is a Go RE2 regex over the repository path without the host (docker.io names are
+//   already normalised: nginx is library/nginx); k3s-only, with past fallback and token-scope
+//   bugs, so it is the opt-in rewrite mode ("^(.*)$": "<project>/$1").
+// - TLS and auth of an endpoint are looked up under configs.<endpoint host[:port]>: never the
+//   upstream's name, never a URL with a scheme.
+// - The upstream's own endpoint stays the last fallback (unless k3s runs with
+//   --disable-default-registry-endpoint), so the endpoint list holds only the cache.
+// - containerd loads the system CA bundle once per process: tls.ca_file names the installed CA
+//   file, which containerd reads at every pull.
 
 #include <optional>
 #include <string>
