@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Makes (once) the arm64 sysroot the arm64 package is cross-compiled against (RECIPES.md,
-# recipe 3): Debian 12's arm64 -dev and library packages, unpacked with dpkg -x into
-# /var/cache/k3s-mirror-agent/sysroot-arm64-KEY (KEY: this script's hash, so a changed package
-# list makes a new one). Also installs the same runtime libraries as arm64 packages beside the
+# Makes (once) the arm64 sysroot the arm64 package is cross-compiled against
+# (tests/node/README.md, "Cross-compiling for arm64"): Debian 12's arm64 -dev and library
+# packages, unpacked with dpkg -x into /var/cache/k3s-mirror-agent/sysroot-arm64-KEY (KEY: the
+# hash of this script's commands, comment-only and blank lines left out, so a changed package
+# list makes a new one and a comment edit does not). Also installs the same runtime libraries as arm64 packages beside the
 # amd64 ones (multiarch: they are co-installable, the -dev packages are not), because
 # dpkg-shlibdeps computes the package's Depends from the installed packages' symbols files.
 # libcurl's own libraries (krb5, ldap, gnutls for rtmp/ldap, nghttp2, ...) are in the sysroot
@@ -11,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=/var/cache/k3s-mirror-agent
-key=$(sha256sum "$here/arm64-sysroot.sh" | cut -c1-12)
+key=$(grep -Ev '^[[:space:]]*(#|$)' "$here/arm64-sysroot.sh" | sha256sum | cut -c1-12)
 sysroot=$cache/sysroot-arm64-$key
 export DEBIAN_FRONTEND=noninteractive
 

@@ -1,4 +1,4 @@
-# CMake toolchain for building the arm64 package on an amd64 machine (RECIPES.md, recipe 3):
+# CMake toolchain for building the arm64 package on an amd64 machine (tests/node/README.md):
 # Debian's aarch64 cross compiler, and the arm64 libraries and headers from a sysroot made of
 # Debian 12's arm64 packages (packaging/arm64-sysroot.sh), named by the K3SMA_SYSROOT variable
 # or environment variable. The arm64 -dev packages cannot be installed beside the amd64 ones

@@ -64,7 +64,7 @@ make_server_cert() {
     -CAcreateserial -days 30 -extfile "$WORK/$2.ext" -out "$WORK/$2.crt" 2>/dev/null
 }
 
-# The example from SPEC.md: three mirrors through a Harbor with its own CA.
+# The README's example: three mirrors through a Harbor with its own CA.
 write_config() {
   cat > "$CONF/config.yaml" <<'YAML'
 registry:

@@ -1,4 +1,4 @@
-# Real registry parts for the probe tests (RECIPES.md recipe 5): Debian's docker-registry
+# Real registry parts for the probe tests (tests/node/README.md): Debian's docker-registry
 # (CNCF distribution) on loopback, fronted by nginx with TLS from a test CA, the way a Harbor
 # sits behind its TLS front. Sourced after lib.sh; everything lives in $WORK and stops on exit.
 

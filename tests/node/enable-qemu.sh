@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Lets this amd64 machine run arm64 programs (RECIPES.md, recipe 2): qemu-user-static, and its
-# binfmt_misc entry registered with the kernel, so a chroot or a booted node of arm64 Debian
-# runs every program through qemu. The F (fix binary) flag of Debian's entry makes it work
-# inside containers too. Safe to run again.
+# Lets this amd64 machine run arm64 programs (tests/node/README.md, "An arm64 node"):
+# qemu-user-static, and its binfmt_misc entry registered with the kernel, so a chroot or a booted
+# node of arm64 Debian runs every program through qemu. The F (fix binary) flag of Debian's entry
+# makes it work inside containers too. Safe to run again.
 # Usage: tests/node/enable-qemu.sh [arm64]
 set -euo pipefail
 arch=${1:-arm64}

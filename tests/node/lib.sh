@@ -1,5 +1,5 @@
 # Shared by the booted-node tests: boots a throwaway Debian 12 node with a real systemd in a
-# container (systemd-nspawn, RECIPES.md recipe 1), with the freshly built agent and the k3s
+# container (systemd-nspawn, tests/node/README.md), with the freshly built agent and the k3s
 # stand-in installed, and runs commands inside it over its real D-Bus.
 # Needs: root, systemd-nspawn and nsenter, debootstrap and Debian's archive for the first build
 # of the root filesystem. Set by ctest: AGENT, STANDIN, NODE_DIR. With CI=true a missing

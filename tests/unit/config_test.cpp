@@ -48,7 +48,8 @@ std::string errorOf(const Result<Config>& config) {
   return config.error().message;
 }
 
-// The example in SPEC.md "Configuration", verbatim.
+// The example of the README's "Configuration" section, verbatim as it was before k3s.reload and
+// verify came.
 constexpr const char* kSpecExample =
     R"(registry:                          # the pull-through cache every node pulls through
   url: https://harbor.home.lab     # scheme://host[:port]

@@ -85,10 +85,10 @@ TEST(Decide, DoesNothingWhenTheNodeAlreadyMatchesTheConfig) {
   EXPECT_EQ(decideCorrect(kTriggerConfig, fixed_by_hand), Next::kNothing);
 }
 
-// SPEC.md: the daemon "applies at start", and a SIGHUP is the operator asking for an apply. Both
-// run the apply engine even when it has nothing to change, so status.json gets a last_apply (else
-// STATUS= says "starting" for as long as the daemon runs on a node that was already right) and
-// the log says "applied (reload): nothing to change" to the operator who asked.
+// The daemon applies at start (README.md, "The daemon"), and a SIGHUP is the operator asking for
+// an apply. Both run the apply engine even when it has nothing to change, so status.json gets a
+// last_apply (else STATUS= says "starting" for as long as the daemon runs on a node that was
+// already right) and the log says "applied (reload): nothing to change" to the operator who asked.
 TEST(Decide, StartAndReloadStillApplyWhenThePlanIsEmpty) {
   const Look matches;  // plan_empty
   EXPECT_EQ(decideCorrect(kTriggerStart, matches), Next::kApply);

@@ -1,5 +1,6 @@
-// registries.yaml rendering. Each golden-file test names the k3s rule (SPEC.md "How k3s reads
-// registries.yaml") it pins; the golden files are in tests/data/golden/.
+// registries.yaml rendering. Each golden-file test names the k3s rule it pins (common/registries.h
+// lists them; README.md, "How k3s reads registries.yaml and certs.d"); the golden files are in
+// tests/data/golden/.
 #include "common/registries.h"
 
 #include <gtest/gtest.h>
@@ -191,7 +192,7 @@ TEST(RenderRegistries, CaFileIsTheInstalledPathAsTheNodeSeesIt) {
   EXPECT_EQ(doc["configs"]["harbor.home.lab"]["tls"]["ca_file"].as<std::string>(), kCaPath);
 }
 
-// SPEC.md: entries the agent does not manage are kept; an upstream the config names replaces
+// Entries the agent does not manage are kept; an upstream the config names replaces
 // the file's entry for it.
 TEST(RenderRegistries, KeepsUnmanagedEntriesAndReplacesNamedUpstreams) {
   const std::string current = R"(# the node's own file
@@ -219,7 +220,7 @@ configs:
   EXPECT_EQ(out.configs, (std::vector<std::string>{"harbor.home.lab"}));
 }
 
-// SPEC.md: a mirror removed from the config is removed from registries.yaml (the state says
+// A mirror removed from the config is removed from registries.yaml (the state says
 // the agent wrote it); one it never wrote is left alone.
 TEST(RenderRegistries, DropsEntriesItManagedBeforeAndNoLongerWants) {
   const auto before = render(threeMirrors(), kCaPath);

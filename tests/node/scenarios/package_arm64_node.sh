@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Our Raspberry Pi: an arm64 Debian 12 node booted under qemu (RECIPES.md, recipe 2), a worker
+# Our Raspberry Pi: an arm64 Debian 12 node booted under qemu (tests/node/README.md), a worker
 # running the (arm64) stand-in k3s-agent.service.
 # 1. `apt-get install ./k3s-mirror-agent_*_arm64.deb`: the hardened service comes up and idles
 #    on the example config;
