@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -604,6 +605,22 @@ TEST_F(ApplyOnScratchRoot, ANoRestartRunNeverAsksSystemd) {
   ASSERT_FALSE(report.error);
   EXPECT_TRUE(systemd_.restarted.empty());
   EXPECT_NE(report.notes.at(0).find("--no-restart was given"), std::string::npos);
+}
+
+// RKE2's units are rke2-server.service and rke2-agent.service (common/distribution.h): the note
+// for a node without either names those, not "rke2.service", which does not exist.
+TEST_F(ApplyOnScratchRoot, AnRke2NodeWithoutItsUnitsNamesTheUnitsItLookedFor) {
+  restart_under_root_ = true;
+  writeConfig(std::string(kConfig) + "k3s:\n  distribution: rke2\n");
+  const auto report = runApply();
+  ASSERT_FALSE(report.error) << report.error->message;
+  EXPECT_TRUE(systemd_.restarted.empty());
+  EXPECT_TRUE(nodeFile("/etc/rancher/rke2/registries.yaml"));
+  const std::string note =
+      "no rke2-server.service or rke2-agent.service is installed yet: rke2 will read these files "
+      "when it first starts";
+  EXPECT_EQ(std::count(report.notes.begin(), report.notes.end(), note), 1)
+      << ::testing::PrintToString(report.notes);
 }
 
 // --- crashes: the run stops at a write, the next one converges --------------------------------
