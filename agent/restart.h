@@ -32,9 +32,9 @@ namespace k3sma {
 inline constexpr std::chrono::milliseconds kSettle{2000};
 
 // unit: auto picks the distribution's server unit when loaded, else its agent unit; an explicit
-// name is used as given. std::nullopt when no such unit is
-// installed: k3s is not installed yet and will read the files when it first starts.
-// Both candidates loaded is an error that says to set k3s.unit.
+// name is used as given. std::nullopt when no such unit is installed: k3s is not installed yet
+// and will read the files when it first starts. Both candidates loaded is an error that says to
+// set k3s.unit.
 Result<std::optional<std::string>> resolveUnit(Systemd& systemd, const K3sSettings& k3s);
 
 // Restarts a running unit (TryRestartUnit), follows the job, then waits until the unit is
