@@ -6,8 +6,8 @@
 // Standard library only and header-only: common/certs_d.h includes it, and the arm64 k3s
 // stand-in is cross-compiled from a few files in one compiler call.
 //
-// Where each fact comes from (k3s-io/k3s at the commit rancher/rke2 pins; RKE2 runs k3s's agent
-// code with its own names; README.md, "How k3s reads registries.yaml and certs.d"):
+// Where each fact comes from (k3s-io/k3s at 2a1e2e8cf41b, the commit rancher/rke2 pins; RKE2 runs
+// k3s's agent code with its own names; README.md, "How k3s reads registries.yaml and certs.d"):
 // - registries.yaml: /etc/rancher/k3s/registries.yaml (RKE2: /etc/rancher/rke2/), read once
 //   when k3s starts (pkg/agent/containerd/config.go); unknown keys in it are ignored silently.
 // - data dir: k3s --data-dir, default /var/lib/rancher/k3s (RKE2: /var/lib/rancher/rke2). At
