@@ -5,6 +5,7 @@
 #include <linux/openat2.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -423,7 +424,11 @@ Result<FileInfo> statFile(const std::string& path) {
   const auto modified = std::chrono::system_clock::time_point(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
-  return FileInfo{S_ISREG(st.st_mode), st.st_uid, st.st_mode & 07777, modified};
+  // fstatvfs on an O_PATH descriptor works since Linux 3.12; f_flag carries the per-mount
+  // read-only flag of a bind mount, which is what a sandboxed service sees.
+  struct statvfs vfs {};
+  const bool read_only = ::fstatvfs(fd.get(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY) != 0;
+  return FileInfo{S_ISREG(st.st_mode), st.st_uid, st.st_mode & 07777, modified, read_only};
 }
 
 namespace {

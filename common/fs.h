@@ -91,6 +91,10 @@ struct FileInfo {
   uid_t owner = 0;
   mode_t mode = 0;  // permission bits only
   std::chrono::system_clock::time_point modified;
+  // On a mount this process cannot write to (statvfs ST_RDONLY): the hardened unit's namespace
+  // makes a directory read-only when it did not exist yet at the daemon's start ("-" prefix of
+  // ReadWritePaths=), which no mode bit shows.
+  bool read_only = false;
 };
 Result<FileInfo> statFile(const std::string& path);
 
