@@ -256,6 +256,13 @@ Status recover(const Root& root, Deps& deps, Report& report) {
     if (!undone) {
       left.push_back(it->path + " (" + undone.error().message + ")");
     }
+    // The killed run's half-done write of this file, if it was killed before the rename.
+    const std::string stray = root.path(atomicTempPath(it->path, j.pid));
+    if (j.pid > 0 && deps.files.stat(stray)) {
+      if (Status removed = deps.files.remove(stray); !removed) {
+        left.push_back(stray + " (" + removed.error().message + ")");
+      }
+    }
   }
   for (const auto& command : j.commands) {
     if (command != kRebuildTrustStore) {
@@ -315,8 +322,9 @@ Executed executeFiles(const Plan& plan, const ApplyOptions& options, const std::
   const Root& root = options.root;
   Executed executed;
   if (options.journal) {
-    if (auto noted = deps.files.write(root.path(kJournalPath),
-                                      renderJournal(journalFor(plan, operation)), 0600);
+    Journal journal = journalFor(plan, operation);
+    journal.pid = ::getpid();
+    if (auto noted = deps.files.write(root.path(kJournalPath), renderJournal(journal), 0600);
         !noted) {
       report.error = Error{noted.error().message + "; nothing was changed", ErrorKind::kApply};
       return {};
@@ -971,11 +979,11 @@ Report restore(const ApplyOptions& options, Deps& deps) {
   // CA file they stop naming is removed), and nothing needs a restart.
   bool hot = false;
   if (!s.hosts_toml.empty() && current.value()) {
-    const Distribution d =
-        registries == registriesPath(Distribution::kRke2) ? Distribution::kRke2 : Distribution::kK3s;
-    const auto restored = std::find_if(
-        desired.value().files.begin(), desired.value().files.end(),
-        [](const DesiredFile& f) { return f.role == FileRole::kRegistries; });
+    const Distribution d = registries == registriesPath(Distribution::kRke2) ? Distribution::kRke2
+                                                                             : Distribution::kK3s;
+    const auto restored =
+        std::find_if(desired.value().files.begin(), desired.value().files.end(),
+                     [](const DesiredFile& f) { return f.role == FileRole::kRegistries; });
     auto decided = decideHotOrRestart(d, ReloadPolicy::kAuto, root, deps, current.value(),
                                       restored->content.value_or(""));
     if (!decided) {

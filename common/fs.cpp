@@ -348,6 +348,12 @@ Status makeDirs(const std::string& path, mode_t mode) {
   return Ok{};
 }
 
+std::string atomicTempPath(const std::string& path, pid_t pid) {
+  const size_t slash = path.rfind('/');
+  const size_t start = slash == std::string::npos ? 0 : slash + 1;
+  return path.substr(0, start) + "." + path.substr(start) + ".tmp-" + std::to_string(pid);
+}
+
 Status writeFileAtomic(const std::string& path, std::string_view content, mode_t mode) {
   const std::string dir = parentOf(path);
   if (auto made = makeDirs(dir, 0755); !made) {
@@ -360,7 +366,7 @@ Status writeFileAtomic(const std::string& path, std::string_view content, mode_t
   const int dirfd = parent.value().dir.get();
   // The temporary name is unique per process and hidden, so a crash leaves at worst a stray
   // ".name.tmp-PID" next to the target, never a half-written target.
-  const std::string tmp_name = "." + parent.value().name + ".tmp-" + std::to_string(::getpid());
+  const std::string tmp_name = atomicTempPath(parent.value().name, ::getpid());
   const std::string tmp = dir + "/" + tmp_name;
   Fd fd(::openat(dirfd, tmp_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
                  mode));
