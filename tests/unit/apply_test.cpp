@@ -746,6 +746,30 @@ mirrors:
   EXPECT_GE(kills, 6);
 }
 
+// A run killed between writing a file's temporary copy and renaming it leaves
+// ".NAME.tmp-PID" beside it; the undo of its journal removes that copy (certs.d must hold only
+// what k3s writes), and leaves another process's alone.
+TEST_F(CrashOnScratchRoot, TheUndoRemovesTheKilledRunsTemporaryFiles) {
+  const std::string hosts =
+      "/var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io/hosts.toml";
+  Journal j;
+  j.operation = "apply";
+  j.pid = 999999;
+  j.files = {{kRegistries, FileRole::kRegistries, std::string(kOwn), 0600},
+             {hosts, FileRole::kHostsToml, std::nullopt, 0644}};
+  writeNodeFile(kJournalPath, renderJournal(j));
+  writeNodeFile(atomicTempPath(kRegistries, j.pid), "half");
+  writeNodeFile(atomicTempPath(hosts, j.pid), "half");
+  writeNodeFile(atomicTempPath(hosts, 4242), "someone else's");
+  writeConfig(kConfig);
+  const auto report = runApply();
+  ASSERT_FALSE(report.error) << report.error->message;
+  EXPECT_FALSE(nodeFile(atomicTempPath(kRegistries, j.pid)));
+  EXPECT_FALSE(nodeFile(atomicTempPath(hosts, j.pid)));
+  EXPECT_EQ(nodeFile(atomicTempPath(hosts, 4242)), "someone else's");
+  EXPECT_FALSE(nodeFile(kJournalPath));
+}
+
 // restore after a restart-free apply: certs.d holds the agent's hosts.toml files, which k3s
 // would replace only at its next start. When the safety check holds for the restored (the
 // node's own) registries.yaml, restore writes what k3s makes of it, hot; otherwise it says why
