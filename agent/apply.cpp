@@ -977,8 +977,11 @@ Report restore(const ApplyOptions& options, Deps& deps) {
   // replace at its next start: restore leaves the node as k3s would have it, so when the same
   // safety check holds for the restored registries.yaml its files are written too (before the
   // CA file they stop naming is removed), and nothing needs a restart.
+  // Not for restore --stage (no journal): the purge's postrm carries a stage out with cp, mv and
+  // rm only, which cannot make k3s's 0700 directories or remove emptied ones; the purge says to
+  // restart k3s instead.
   bool hot = false;
-  if (!s.hosts_toml.empty() && current.value()) {
+  if (!s.hosts_toml.empty() && current.value() && options.journal) {
     const Distribution d = registries == registriesPath(Distribution::kRke2) ? Distribution::kRke2
                                                                              : Distribution::kK3s;
     const auto restored =
