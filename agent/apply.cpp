@@ -256,6 +256,13 @@ Status recover(const Root& root, Deps& deps, Report& report) {
     if (!undone) {
       left.push_back(it->path + " (" + undone.error().message + ")");
     }
+    // The killed run's half-done write of this file, if it was killed before the rename.
+    const std::string stray = root.path(atomicTempPath(it->path, j.pid));
+    if (j.pid > 0 && deps.files.stat(stray)) {
+      if (Status removed = deps.files.remove(stray); !removed) {
+        left.push_back(stray + " (" + removed.error().message + ")");
+      }
+    }
   }
   for (const auto& command : j.commands) {
     if (command != kRebuildTrustStore) {
@@ -315,8 +322,9 @@ Executed executeFiles(const Plan& plan, const ApplyOptions& options, const std::
   const Root& root = options.root;
   Executed executed;
   if (options.journal) {
-    if (auto noted = deps.files.write(root.path(kJournalPath),
-                                      renderJournal(journalFor(plan, operation)), 0600);
+    Journal journal = journalFor(plan, operation);
+    journal.pid = ::getpid();
+    if (auto noted = deps.files.write(root.path(kJournalPath), renderJournal(journal), 0600);
         !noted) {
       report.error = Error{noted.error().message + "; nothing was changed", ErrorKind::kApply};
       return {};
@@ -474,12 +482,13 @@ void checkHostsToml(const Config& config, const Root& root, Deps& deps,
 
 // Reads what the restart-free decision needs from the node: containerd's config.toml as k3s
 // wrote it, and the hosts.toml of every directory in certs.d.
-Result<ReloadDecision> decideHotOrRestart(const Config& config, const Root& root, Deps& deps,
+Result<ReloadDecision> decideHotOrRestart(Distribution distribution, ReloadPolicy policy,
+                                          const Root& root, Deps& deps,
                                           const std::optional<std::string>& registries_now,
                                           const std::string& registries_new) {
   ReloadInputs in;
-  in.distribution = config.k3s.distribution;
-  in.policy = config.k3s.reload;
+  in.distribution = distribution;
+  in.policy = policy;
   in.registries_now = registries_now;
   in.registries_new = registries_new;
   if (in.policy == ReloadPolicy::kAuto) {
@@ -494,6 +503,10 @@ Result<ReloadDecision> decideHotOrRestart(const Config& config, const Root& root
       return dirs.error();
     }
     in.certs_d_exists = dirs.value().has_value();
+    if (in.certs_d_exists) {
+      auto info = deps.files.stat(root.path(certs_d));
+      in.certs_d_read_only = info && info.value().read_only;
+    }
     for (const auto& dir : dirs.value().value_or(std::vector<std::string>{})) {
       auto hosts = readNodeFile(deps, root, certs_d + "/" + dir + "/hosts.toml");
       if (!hosts) {
@@ -631,7 +644,8 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
   };
   const std::string certs_d = certsDPath(c.k3s.distribution);
   if (prepared.plan.restart_needed) {
-    auto decided = decideHotOrRestart(c, root, deps, current.value(), prepared.registries_text);
+    auto decided = decideHotOrRestart(c.k3s.distribution, c.k3s.reload, root, deps, current.value(),
+                                      prepared.registries_text);
     if (!decided) {
       return decided.error();
     }
@@ -657,7 +671,8 @@ Result<Prepared> prepare(const ApplyOptions& options, Deps& deps) {
     State next = desired.next;
     DesiredFiles files = desired;
     auto setting = settingNamed(prepared.state.hosts_toml, c.k3s.distribution);
-    auto decided = decideHotOrRestart(c, root, deps, current.value(), prepared.registries_text);
+    auto decided = decideHotOrRestart(c.k3s.distribution, c.k3s.reload, root, deps, current.value(),
+                                      prepared.registries_text);
     if (!decided) {
       return decided.error();
     }
@@ -960,12 +975,46 @@ Report restore(const ApplyOptions& options, Deps& deps) {
     report.error = desired.error();
     return report;
   }
+  // After a restart-free apply certs.d holds the agent's hosts.toml files, which k3s would only
+  // replace at its next start: restore leaves the node as k3s would have it, so when the same
+  // safety check holds for the restored registries.yaml its files are written too (before the
+  // CA file they stop naming is removed), and nothing needs a restart.
+  // Not for restore --stage (no journal): the purge's postrm carries a stage out with cp, mv and
+  // rm only, which cannot make k3s's 0700 directories or remove emptied ones; the purge says to
+  // restart k3s instead.
+  bool hot = false;
+  if (!s.hosts_toml.empty() && current.value() && options.journal) {
+    const Distribution d = registries == registriesPath(Distribution::kRke2) ? Distribution::kRke2
+                                                                             : Distribution::kK3s;
+    const auto restored =
+        std::find_if(desired.value().files.begin(), desired.value().files.end(),
+                     [](const DesiredFile& f) { return f.role == FileRole::kRegistries; });
+    auto decided = decideHotOrRestart(d, ReloadPolicy::kAuto, root, deps, current.value(),
+                                      restored->content.value_or(""));
+    if (!decided) {
+      report.error = decided.error();
+      return report;
+    }
+    if (decided.value().kind == ReloadKind::kHot) {
+      DesiredFiles hosts;
+      addHostsToml(hosts, certsDPath(d), decided.value().files, decided.value().stale);
+      desired.value().files.insert(std::next(restored), hosts.files.begin(), hosts.files.end());
+      hot = true;
+    } else {
+      report.notes.push_back("not reloaded without a restart: " + decided.value().reason);
+    }
+  }
   auto on_disk = readCurrent(desired.value().files, root, deps, registries, current.value());
   if (!on_disk) {
     report.error = on_disk.error();
     return report;
   }
-  const Plan plan = makePlan(desired.value().files, on_disk.value().content, on_disk.value().modes);
+  Plan plan = makePlan(desired.value().files, on_disk.value().content, on_disk.value().modes);
+  if (hot && plan.restart_needed) {
+    plan.restart_needed = false;  // containerd reads the restored files at the next pull
+    report.reload = "hot";
+    report.notes.push_back(options.dry_run ? "would reload without restarting k3s" : kHotNote);
+  }
   if (options.dry_run) {
     report.changed = !plan.empty();
     report.restart_needed = plan.restart_needed;

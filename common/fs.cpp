@@ -5,6 +5,7 @@
 #include <linux/openat2.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -347,6 +348,12 @@ Status makeDirs(const std::string& path, mode_t mode) {
   return Ok{};
 }
 
+std::string atomicTempPath(const std::string& path, pid_t pid) {
+  const size_t slash = path.rfind('/');
+  const size_t start = slash == std::string::npos ? 0 : slash + 1;
+  return path.substr(0, start) + "." + path.substr(start) + ".tmp-" + std::to_string(pid);
+}
+
 Status writeFileAtomic(const std::string& path, std::string_view content, mode_t mode) {
   const std::string dir = parentOf(path);
   if (auto made = makeDirs(dir, 0755); !made) {
@@ -359,7 +366,7 @@ Status writeFileAtomic(const std::string& path, std::string_view content, mode_t
   const int dirfd = parent.value().dir.get();
   // The temporary name is unique per process and hidden, so a crash leaves at worst a stray
   // ".name.tmp-PID" next to the target, never a half-written target.
-  const std::string tmp_name = "." + parent.value().name + ".tmp-" + std::to_string(::getpid());
+  const std::string tmp_name = atomicTempPath(parent.value().name, ::getpid());
   const std::string tmp = dir + "/" + tmp_name;
   Fd fd(::openat(dirfd, tmp_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
                  mode));
@@ -423,7 +430,11 @@ Result<FileInfo> statFile(const std::string& path) {
   const auto modified = std::chrono::system_clock::time_point(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
-  return FileInfo{S_ISREG(st.st_mode), st.st_uid, st.st_mode & 07777, modified};
+  // fstatvfs on an O_PATH descriptor works since Linux 3.12; f_flag carries the per-mount
+  // read-only flag of a bind mount, which is what a sandboxed service sees.
+  struct statvfs vfs {};
+  const bool read_only = ::fstatvfs(fd.get(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY) != 0;
+  return FileInfo{S_ISREG(st.st_mode), st.st_uid, st.st_mode & 07777, modified, read_only};
 }
 
 namespace {

@@ -79,6 +79,9 @@ Status confineTo(const Root& root);
 // over path, fsync of the directory. Creates missing parent directories with mode 0755.
 // A crash leaves either the old or the new file, never a torn one.
 Status writeFileAtomic(const std::string& path, std::string_view content, mode_t mode);
+// The temporary file writeFileAtomic(path) of process pid writes first: "<dir>/.<name>.tmp-PID".
+// A process killed before its rename leaves it; the journal's undo removes it.
+std::string atomicTempPath(const std::string& path, pid_t pid);
 
 // Removes path and fsyncs its directory; a path that does not exist is not an error.
 Status removeFile(const std::string& path);
@@ -91,6 +94,10 @@ struct FileInfo {
   uid_t owner = 0;
   mode_t mode = 0;  // permission bits only
   std::chrono::system_clock::time_point modified;
+  // On a mount this process cannot write to (statvfs ST_RDONLY): the hardened unit's namespace
+  // makes a directory read-only when it did not exist yet at the daemon's start ("-" prefix of
+  // ReadWritePaths=), which no mode bit shows.
+  bool read_only = false;
 };
 Result<FileInfo> statFile(const std::string& path);
 

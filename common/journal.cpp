@@ -95,6 +95,9 @@ std::string renderJournal(const Journal& journal) {
     j["files"].push_back(std::move(f));
   }
   j["commands"] = journal.commands;
+  if (journal.pid > 0) {
+    j["pid"] = journal.pid;
+  }
   return j.dump(2) + "\n";
 }
 
@@ -128,6 +131,10 @@ Result<Journal> parseJournal(const std::string& text, const std::string& source)
       journal.files.push_back(std::move(file));
     }
     journal.commands = j.at("commands").get<std::vector<std::string>>();
+    journal.pid = j.value("pid", pid_t{0});
+    if (journal.pid < 0) {
+      return configError("read journal " + source + ": pid is negative" + fix);
+    }
     return journal;
   } catch (const nlohmann::json::exception& e) {
     return configError("read journal " + source + ": " + e.what() + fix);

@@ -44,6 +44,10 @@ struct Journal {
   std::string operation;              // "apply" or "restore", for messages
   std::vector<JournalFile> files;     // in the order they are changed
   std::vector<std::string> commands;  // run after putting the files back (kRebuildTrustStore)
+  // The process that made the changes (0: not recorded): a kill between writing a file's
+  // temporary copy and its rename leaves atomicTempPath(file, pid), which the undo removes, so
+  // that certs.d ends as k3s or `render --certs-d` makes it, with no stray file in it.
+  pid_t pid = 0;
 
   bool operator==(const Journal&) const = default;
 };

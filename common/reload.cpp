@@ -193,6 +193,12 @@ ReloadDecision decideReload(const ReloadInputs& in) {
   if (!in.certs_d_exists) {
     return restartBecause(certs_d + " does not exist");
   }
+  if (in.certs_d_read_only) {
+    return restartBecause(certs_d +
+                          " is read-only to this process (k3s made it after "
+                          "k3s-mirror-agent.service started, whose sandbox then cannot write "
+                          "it); restart k3s-mirror-agent.service to reload without a restart");
+  }
 
   auto auth_now = authsOf(in.registries_now, registriesPath(in.distribution));
   if (!auth_now) {

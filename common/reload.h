@@ -34,6 +34,11 @@
 // 3. No `configs.<host>.auth` differs between the two registries.yaml: credentials go to
 //    config.toml, which containerd reads only at start.
 // 4. k3s.reload is auto (k3s.reload: restart opts out).
+// 5. This process can write certs.d. The hardened unit's ReadWritePaths= for the containerd
+//    dirs carries "-" (k3s may not have run yet): a dir made after the daemon started stays
+//    read-only inside the daemon's mount namespace, and a hot write would fail with EROFS and
+//    roll back on every change. Restarting k3s works; restarting k3s-mirror-agent.service
+//    gives it write access for the next change.
 
 #include <map>
 #include <optional>
@@ -57,6 +62,8 @@ struct ReloadInputs {
   // Every directory under certs.d -> its hosts.toml (nullopt: the directory has none).
   std::map<std::string, std::optional<std::string>> certs_d;
   bool certs_d_exists = false;
+  // certs.d is on a mount this process cannot write (the daemon's sandbox, see FileInfo).
+  bool certs_d_read_only = false;
   std::optional<std::string> registries_now;  // on disk; nullopt: no file
   std::string registries_new;                 // what apply writes
 };

@@ -8,6 +8,8 @@
 #   - apply alone and the pull alone, from the same runs;
 #   - k3s starts per change (the stand-in counts its starts);
 #   - /bin/true entered into the node the same way (nsenter), the floor of every figure.
+# Then the same for the daemon: from the write of config.yaml to the first pull through the new
+# project, both paths.
 # Each round pulls an image of its own, so every pull fetches its manifest and blobs through the
 # cache (nothing is in containerd's store yet). The apply includes update-ca-certificates only at
 # the first apply (not timed) and the restart's settle time (2 s: the unit must stay active).
@@ -70,6 +72,51 @@ bench() {
   stats "/bin/true entered the same way" "${true_ms[@]}"
   echo "k3s starts per change: $(($(starts) - before)) in $rounds changes"
 }
-for i0 in $(seq $((2 * rounds))); do make_image "bench$i0"; done
+# bench_daemon MODE: the same changes made by writing config.yaml while the daemon (the hardened
+# systemd service) runs with k3s.reload: MODE, debounce 500 ms and no splay: from the write to
+# the end of the first pull through the new project. The pull starts once status.json shows the
+# daemon's apply finished (polled every 50 ms through nsenter), so a pull never goes through the
+# old project and leaves the new one's manifest in containerd's store.
+bench_daemon() {
+  printf 'k3s:\n  reload: %s\n' "$1" >"$NODE/etc/k3s-mirror-agent/config.d/40-reload.yaml"
+  daemon_settings "debounce: 500ms" "splay: 0s" "probe_interval: 0s"
+  start_daemon
+  local total=() applied_ms=() true_ms=() before applies t0 t1 t2 t3 t4 deadline
+  before=$(starts)
+  for _ in $(seq "$rounds"); do
+    i=$((i + 1))
+    if [ $project = dockerhub-proxy ]; then project=hub-cache; else project=dockerhub-proxy; fi
+    applies=$(djson .applies)
+    t0=$(now_ms)
+    write_config $project
+    deadline=$((SECONDS + 60))
+    until applies_at_least $((applies + 1)); do
+      [ $SECONDS -lt $deadline ] || fail "the daemon did not apply change $i: $(daemon_status)"
+      sleep 0.05
+    done
+    t1=$(now_ms)
+    [ "$(djson .last_apply.error)" = null ] || fail "the daemon's apply $i failed: $(daemon_status)"
+    deadline=$((SECONDS + 30))
+    until pull "bench$i"; do
+      [ $SECONDS -lt $deadline ] || fail "no pull of bench$i succeeded: $(tail -3 "$WORK/pull-bench$i.log")"
+    done
+    t2=$(now_ms)
+    served_by "$CACHE_LOG" "bench$i" $project || fail "bench$i was not served by the project $project"
+    ! requested "$HUB_LOG" "bench$i" || fail "bench$i went to Docker Hub"
+    t3=$(now_ms)
+    in_node /bin/true
+    t4=$(now_ms)
+    total+=($((t2 - t0))) applied_ms+=($((t1 - t0))) true_ms+=($((t4 - t3)))
+  done
+  in_node systemctl stop k3s-mirror-agent.service
+  echo "mirror change by a config write, the daemon with k3s.reload: $1 (debounce 500 ms, no splay), $rounds rounds:"
+  stats "config write -> first pull through the new project done" "${total[@]}"
+  stats "  of which until status.json shows the apply done (debounce included)" "${applied_ms[@]}"
+  stats "/bin/true entered the same way" "${true_ms[@]}"
+  echo "k3s starts per change: $(($(starts) - before)) in $rounds changes"
+}
+for i0 in $(seq $((4 * rounds))); do make_image "bench$i0"; done
 bench restart
 bench auto
+bench_daemon restart
+bench_daemon auto

@@ -763,6 +763,81 @@ mirrors:
   EXPECT_GE(kills, 6);
 }
 
+// A run killed between writing a file's temporary copy and renaming it leaves
+// ".NAME.tmp-PID" beside it; the undo of its journal removes that copy (certs.d must hold only
+// what k3s writes), and leaves another process's alone.
+TEST_F(CrashOnScratchRoot, TheUndoRemovesTheKilledRunsTemporaryFiles) {
+  const std::string hosts =
+      "/var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io/hosts.toml";
+  Journal j;
+  j.operation = "apply";
+  j.pid = 999999;
+  j.files = {{kRegistries, FileRole::kRegistries, std::string(kOwn), 0600},
+             {hosts, FileRole::kHostsToml, std::nullopt, 0644}};
+  writeNodeFile(kJournalPath, renderJournal(j));
+  writeNodeFile(atomicTempPath(kRegistries, j.pid), "half");
+  writeNodeFile(atomicTempPath(hosts, j.pid), "half");
+  writeNodeFile(atomicTempPath(hosts, 4242), "someone else's");
+  writeConfig(kConfig);
+  const auto report = runApply();
+  ASSERT_FALSE(report.error) << report.error->message;
+  EXPECT_FALSE(nodeFile(atomicTempPath(kRegistries, j.pid)));
+  EXPECT_FALSE(nodeFile(atomicTempPath(hosts, j.pid)));
+  EXPECT_EQ(nodeFile(atomicTempPath(hosts, 4242)), "someone else's");
+  EXPECT_FALSE(nodeFile(kJournalPath));
+}
+
+// restore after a restart-free apply: certs.d holds the agent's hosts.toml files, which k3s
+// would replace only at its next start. When the safety check holds for the restored (the
+// node's own) registries.yaml, restore writes what k3s makes of it, hot; otherwise it says why
+// and that k3s needs a restart.
+TEST_F(CrashOnScratchRoot, RestoreAfterAHotApplyWritesTheModelOfTheRestoredFileHot) {
+  const std::string certs_d = "/var/lib/rancher/k3s/agent/etc/containerd/certs.d";
+  for (const bool safe : {true, false}) {
+    reset();
+    writeConfig(kConfig);
+    ASSERT_FALSE(runApply().error);
+    writeNodeFile(
+        "/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
+        "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"" + certs_d + "\"\n");
+    auto started = renderCertsD(nodeFile(kRegistries).value_or(""), "registries.yaml", {});
+    ASSERT_TRUE(started.ok());
+    for (const auto& f : started.value()) {
+      writeNodeFile(certs_d + "/" + f.dir + "/hosts.toml", f.content);
+    }
+    writeConfig(std::string(kConfig) + "  quay.io: quay-proxy\n");
+    const auto hot = runApply();
+    ASSERT_FALSE(hot.error) << hot.error->message;
+    ASSERT_EQ(hot.reload, "hot");
+    if (!safe) {  // a hand edit: the check fails
+      writeNodeFile(certs_d + "/harbor.home.lab/hosts.toml", "# hand-written\n");
+    }
+    const auto restored = runRestore();
+    ASSERT_FALSE(restored.error) << restored.error->message;
+    EXPECT_EQ(nodeFile(kRegistries), kOwn);
+    auto want = renderCertsD(kOwn, "registries.yaml", {});
+    ASSERT_TRUE(want.ok());
+    if (safe) {
+      EXPECT_EQ(restored.reload, "hot");
+      EXPECT_FALSE(restored.restart_needed);
+      for (const auto& f : want.value()) {
+        EXPECT_EQ(nodeFile(certs_d + "/" + f.dir + "/hosts.toml"), f.content) << f.dir;
+      }
+      // The cache's own directory (its CA, which restore removed) is not k3s's output any more.
+      EXPECT_FALSE(std::filesystem::exists(real(certs_d + "/harbor.home.lab")));
+    } else {
+      EXPECT_FALSE(restored.reload);
+      EXPECT_TRUE(restored.restart_needed);
+      EXPECT_TRUE(std::any_of(restored.notes.begin(), restored.notes.end(), [](const auto& n) {
+        return n.find("not reloaded without a restart") != std::string::npos;
+      }));
+      EXPECT_EQ(nodeFile(certs_d + "/harbor.home.lab/hosts.toml"), "# hand-written\n");
+    }
+    EXPECT_FALSE(nodeFile(kJournalPath));
+    EXPECT_FALSE(nodeFile(kStatePath));
+  }
+}
+
 // After a hot apply nothing restarts to tell whether the new endpoints work, so verify.images
 // is resolved through them once the files are written (tests/blackbox has the real registry).
 class HotVerifyOnScratchRoot : public ApplyOnScratchRoot {

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "common/fs.h"
 
 namespace k3sma {
@@ -24,6 +26,29 @@ TEST(Journal, RoundTripsAnyBytesAbsentFilesModesAndCommands) {
   auto parsed = parseJournal(renderJournal(j), "journal.json");
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   EXPECT_EQ(parsed.value(), j);
+}
+
+// The pid names the killed run's temporary files (writeFileAtomic's), which the undo removes;
+// a journal from before it was recorded reads as pid 0 (nothing to remove).
+TEST(Journal, RecordsThePidWhoseTemporaryFilesTheUndoRemoves) {
+  Journal j;
+  j.operation = "apply";
+  j.pid = 4242;
+  auto parsed = parseJournal(renderJournal(j), "journal.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_EQ(parsed.value().pid, 4242);
+  auto old = parseJournal(R"({"version": 1, "operation": "apply", "files": [], "commands": []})",
+                          "journal.json");
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  EXPECT_EQ(old.value().pid, 0);
+  EXPECT_EQ(atomicTempPath("/var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io/hosts.toml",
+                           4242),
+            "/var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io/.hosts.toml.tmp-4242");
+  TempDir dir;
+  const std::string target = dir.path() + "/hosts.toml";
+  ASSERT_TRUE(writeFileAtomic(target, "x", 0644).ok());
+  EXPECT_FALSE(std::filesystem::exists(atomicTempPath(target, ::getpid())));
+  EXPECT_TRUE(std::filesystem::exists(target));
 }
 
 TEST(Journal, KeepsNoSecretInTheClear) {

@@ -143,6 +143,23 @@ TEST(ReloadDecision, RestartsWhenK3sNeverStartedHere) {
   EXPECT_NE(d.reason.find("config.toml does not exist"), std::string::npos) << d.reason;
 }
 
+// The hardened daemon started before k3s made certs.d: its sandbox keeps the directory
+// read-only, so a hot write would fail with EROFS and roll back; a restart works, and the note
+// says how to get the hot reload back.
+TEST(ReloadDecision, RestartsWhenCertsDIsReadOnlyToThisProcess) {
+  auto in = node("a_path_mode", "1.32");
+  ASSERT_EQ(decideReload(in).kind, ReloadKind::kHot);
+  in.certs_d_read_only = true;
+  const auto d = decideReload(in);
+  EXPECT_EQ(d.kind, ReloadKind::kRestart);
+  EXPECT_TRUE(d.files.empty());
+  EXPECT_NE(d.reason.find("/var/lib/rancher/k3s/agent/etc/containerd/certs.d is read-only to this "
+                          "process"),
+            std::string::npos)
+      << d.reason;
+  EXPECT_NE(d.reason.find("restart k3s-mirror-agent.service"), std::string::npos) << d.reason;
+}
+
 TEST(ReloadDecision, RestartsWhenAnEmbeddedRegistryAddedItsOwnK3sHeadedDirectory) {
   // The node's registries.yaml is scenario A; k3s --embedded-registry injected spegel's
   // endpoint and wrote certs.d/127.0.0.1:6443 (scenario E's output).
