@@ -61,6 +61,20 @@ mirrors:
 YAML
 }
 
+# The registries.yaml a node had before the agent: a hand-written mirror and a TLS setting
+# for a registry the agent does not manage; restore must give it back byte for byte.
+own_registries() {
+  cat <<'YAML'
+# hand-written by the operator
+mirrors:
+  docker.io:
+    endpoint: ["https://mirror.gcr.io"]
+configs:
+  registry.internal:5000:
+    tls: {insecure_skip_verify: true}
+YAML
+}
+
 setup_node() {
   make_root
   make_ca harbor

@@ -13,18 +13,30 @@ PIDS=()
 stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; PIDS=(); }
 on_exit stop_all
 
+# registry_yml: the start of a docker-registry config on 127.0.0.1:$REGISTRY_PORT, storage in
+# $WORK/registry (the http block stays open).
+registry_yml() {
+  printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+    "$WORK/registry" "$REGISTRY_PORT"
+}
+
+# harbor_config: the start of an agent config for the cache start_harbor runs (its CA at the
+# node path /etc/k3s-mirror-agent/harbor-ca.pem), docker.io through dockerhub-proxy.
+harbor_config() {
+  cat <<YAML
+registry:
+  url: https://localhost:$TLS_PORT
+  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem
+mirrors:
+  docker.io: dockerhub-proxy
+YAML
+}
+
 # start_registry: docker-registry on 127.0.0.1:$REGISTRY_PORT, storage in $WORK.
 start_registry() {
   REGISTRY_PORT=$(free_port)
   mkdir -p "$WORK/registry"
-  cat > "$WORK/registry.yml" <<YAML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: 127.0.0.1:$REGISTRY_PORT
-YAML
+  registry_yml > "$WORK/registry.yml"
   docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
   PIDS+=($!)
   wait_listening 127.0.0.1 "$REGISTRY_PORT"
@@ -81,13 +93,7 @@ start_harbor() {
     --cert "$WORK/token.crt" --issuer test-issuer --robot-password-file "$WORK/robot-password" \
     --log "$WORK/issuer.log" >"$WORK/issuer.out" 2>&1 &
   PIDS+=($!)
-  cat > "$WORK/registry.yml" <<YAML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: 127.0.0.1:$REGISTRY_PORT
+  { registry_yml; cat <<YAML; } > "$WORK/registry.yml"
   relativeurls: true
 auth:
   token:

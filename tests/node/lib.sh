@@ -7,7 +7,7 @@
 # The helpers shared with the black-box tests (fail, on_exit, wait_until, make_ca, the daemon's
 # facts, ...) are in tests/support/lib.sh.
 # shellcheck source=tests/support/lib.sh
-source "$NODE_DIR/../support/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../support/lib.sh"
 
 # A daemon scenario's failure is read with the daemon's log beside it.
 fail_context() {
@@ -216,6 +216,9 @@ applies_at_least() {
   [ "$(jq -r .applies <<<"$s")" -ge "$1" ] && [ "$(jq -r .busy <<<"$s")" = false ]
 }
 wait_applies() { wait_for "the daemon reaching $1 applies" "${2:-30}" applies_at_least "$1"; }
+
+# The unit's STATUS= text as systemd holds it (what `systemctl status` shows people).
+status_text() { in_node systemctl show -p StatusText --value k3s-mirror-agent.service; }
 
 # start_daemon: systemctl start, which returns once the daemon sent READY=1.
 start_daemon() {

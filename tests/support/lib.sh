@@ -155,6 +155,7 @@ CONF
 }
 # start_nginx CONF LOG: nginx in the foreground of a background job; NGINX_PID is its pid.
 start_nginx() {
+  # shellcheck disable=SC2034 # read by the callers
   nginx -c "$1" -g 'daemon off;' >"$2" 2>&1 &
   NGINX_PID=$!
 }
