@@ -22,6 +22,7 @@
 #
 # The daemon's facts (status.json), for a library that defines daemon_status (print it):
 #   djson FILTER / djson_is FILTER VALUE    jq -r over status.json / a condition for waits
+#   djson_true FILTER                       a condition: FILTER (jq -e) is true
 #   daemon_idle                             busy is false: nothing pending, nothing running
 #   idle_evaluations [SECS]                 waits until idle and prints the evaluation count
 #   evaluated_since N                       more than N evaluations finished and busy is false
@@ -162,17 +163,15 @@ start_nginx() {
 
 # --- the daemon's facts ----------------------------------------------------------------------
 
+# One jq per check: a jq start is most of a poll's cost on a loaded machine.
 djson() { daemon_status | jq -r "$1"; }
 djson_is() { [ "$(djson "$1")" = "$2" ]; }
-daemon_idle() { [ "$(djson .busy)" = false ]; }
+djson_true() { daemon_status | jq -e "$1" >/dev/null; }  # djson_true FILTER: FILTER is true
+daemon_idle() { djson_true '.busy | not'; }
 idle_evaluations() {
   wait_until "${1:-30}" "the daemon idle" daemon_idle
   djson .evaluations
 }
-evaluated_since() {
-  local s
-  s=$(daemon_status) || return 1
-  [ "$(jq -r .evaluations <<<"$s")" -gt "$1" ] && [ "$(jq -r .busy <<<"$s")" = false ]
-}
-evaluations_past() { [ "$(djson .evaluations)" -gt "$1" ]; }  # busy or not
+evaluated_since() { djson_true ".evaluations > $1 and (.busy | not)"; }
+evaluations_past() { djson_true ".evaluations > $1"; }  # busy or not
 wait_evaluated() { wait_until "${3:-30}" "$2 (more than $1 evaluations, then idle)" evaluated_since "$1"; }
