@@ -564,7 +564,8 @@ class Daemon {
   // --- telling -----------------------------------------------------------------------------
 
   void publish() {
-    status_.busy = !status_.stopped && (armed(debounce_) || armed(splay_) || !status_.doing.empty());
+    status_.busy =
+        !status_.stopped && (armed(debounce_) || armed(splay_) || !status_.doing.empty());
     notifier_.status(statusLine(status_));
     const std::string json = statusJson(status_);
     if (json != written_status_) {

@@ -239,11 +239,10 @@ TEST(StatusJson, IsOneJsonObjectEndingInANewline) {
 TEST(StatusJson, HoldsExactlyTheDocumentedFieldsSoNothingElseCanLeak) {
   // status.json is 0644: any field beyond these would be one more place a secret could end up.
   const Json j = parsed(upToDate());
-  EXPECT_EQ(keysOf(j),
-            (std::set<std::string>{"version", "pid", "running", "started", "status", "config",
-                                   "cache_url", "mirrors", "last_apply", "applies", "evaluations",
-                                   "busy", "restarts", "reloads", "drift", "held_back", "cache",
-                                   "probe_enabled"}));
+  EXPECT_EQ(keysOf(j), (std::set<std::string>{
+                           "version", "pid", "running", "started", "status", "config", "cache_url",
+                           "mirrors", "last_apply", "applies", "evaluations", "busy", "restarts",
+                           "reloads", "drift", "held_back", "cache", "probe_enabled"}));
   EXPECT_EQ(keysOf(j["config"]), (std::set<std::string>{"path", "sha256", "valid", "error"}));
   EXPECT_EQ(keysOf(j["last_apply"]),
             (std::set<std::string>{"time", "trigger", "changed", "restarted", "reload",
