@@ -287,9 +287,11 @@ class Daemon {
   }
 
   // Something changed: look again once things have been quiet for the debounce (SIGHUP: now).
+  // Published at once: status.json says busy from the event on, not only once the debounce ends.
   void note(unsigned trigger) {
     pending_ |= trigger;
     arm(debounce_, trigger == kTriggerReload ? Duration::zero() : debounce());
+    publish();
   }
 
   Duration debounce() const {
@@ -461,6 +463,12 @@ class Daemon {
     status_.drifted.clear();
     finishRound();
     syncWatches();  // the apply may have created the directories of the managed files
+    // The apply's own writes raise inotify events that are still queued; they would start one
+    // more look after the debounce. Arming it here keeps status.json's busy true until that look
+    // is done, so whoever waits for "evaluated and idle" does not see idle in between.
+    if (r.changed || r.rolled_back) {
+      note(kTriggerManaged);
+    }
   }
 
   void reportDrift(const Plan& plan) {
@@ -482,6 +490,7 @@ class Daemon {
 
   // This round of changes is dealt with: forget the triggers and any splay in progress.
   void finishRound() {
+    ++status_.evaluations;
     pending_ = 0;
     splay_served_ = false;
     sd_event_source_set_enabled(splay_.get(), SD_EVENT_OFF);
@@ -555,6 +564,8 @@ class Daemon {
   // --- telling -----------------------------------------------------------------------------
 
   void publish() {
+    status_.busy =
+        !status_.stopped && (armed(debounce_) || armed(splay_) || !status_.doing.empty());
     notifier_.status(statusLine(status_));
     const std::string json = statusJson(status_);
     if (json != written_status_) {

@@ -141,6 +141,8 @@ std::string statusJson(const DaemonStatus& s) {
     j["last_apply"] = nullptr;
   }
   j["applies"] = s.applies;
+  j["evaluations"] = s.evaluations;
+  j["busy"] = s.busy;
   j["restarts"] = s.restarts;
   j["reloads"] = {{"hot", s.hot_reloads}, {"restart", s.restarts}};
   j["drift"] = {

@@ -57,6 +57,13 @@ struct DaemonStatus {
   std::string doing;  // what the daemon is busy with right now; empty when it waits for events
   std::optional<ApplyRecord> last_apply;
   uint64_t applies = 0;  // runs of the apply engine, including those that changed nothing
+  // Evaluations finished: the config looked at and dealt with (applied, nothing to do, refused,
+  // failed, held back, drift reported); a change waiting out its splay has not finished yet.
+  // With `busy`, what a script waits on instead of sleeping: after a change, evaluations grows
+  // past the value read before it and busy is false once the daemon has dealt with it.
+  uint64_t evaluations = 0;
+  // An evaluation is pending or running: the debounce or splay timer is armed, or an apply runs.
+  bool busy = false;
   uint64_t restarts = 0;
   uint64_t hot_reloads = 0;        // changes that reached k3s through certs.d, without a restart
   uint64_t drift_corrections = 0;  // managed files put back after a hand edit

@@ -12,9 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
-export AGENT=${AGENT:-$PWD/build/release/agent/k3s-mirror-agent}
-export STANDIN=${STANDIN:-$PWD/build/release/tests/k3s-standin}
-export NODE_DIR=$PWD/tests/node
+# shellcheck source=tests/bench/node-env.sh
+source tests/bench/node-env.sh
 export DEBS=${DEBS:-$PWD/build/release/debs}
 command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
 # shellcheck source=tests/node/fleet-lib.sh

@@ -22,11 +22,10 @@ command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
 source tests/node/lib.sh
 TESTLIB=$NODE_DIR/../blackbox/lib.sh
 source tests/blackbox/registry-lib.sh
-trap 'stop_all; cleanup' EXIT
 
 start_node server
 start_registry
-make_server_cert_days harbor localhost 30
+make_server_cert harbor localhost 30
 start_tls_front "$WORK/localhost.crt" "$WORK/localhost.key"
 sed -i "s|url: https://harbor.home.lab|url: https://localhost:$TLS_PORT|; s|restart_timeout:.*|restart: never|" \
   "$NODE/etc/k3s-mirror-agent/config.yaml"

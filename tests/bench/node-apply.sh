@@ -10,9 +10,8 @@
 # Usage: tests/bench/node-apply.sh   (after a build in build/release)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export AGENT=${AGENT:-$PWD/build/release/agent/k3s-mirror-agent}
-export STANDIN=${STANDIN:-$PWD/build/release/tests/k3s-standin}
-export NODE_DIR=$PWD/tests/node
+# shellcheck source=tests/bench/node-env.sh
+source tests/bench/node-env.sh
 command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
 source tests/node/lib.sh
 start_node server

@@ -18,9 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-5}
-export AGENT=${AGENT:-$PWD/build/release/agent/k3s-mirror-agent}
-export STANDIN=${STANDIN:-$PWD/build/release/tests/k3s-standin}
-export NODE_DIR=$PWD/tests/node
+# shellcheck source=tests/bench/node-env.sh
+source tests/bench/node-env.sh
 NODE_EXTRA=containerd
 source tests/node/lib.sh
 source tests/node/cache-lib.sh

@@ -34,12 +34,7 @@ root() {
   cp -r "$ROOT/usr/share/ca-certificates/." "$dir/usr/share/ca-certificates/"
   cp "$ROOT/etc/ca-certificates.conf" "$dir/etc/"
   cp "$WORK/harbor.pem" "$dir/etc/k3s-mirror-agent/harbor-ca.pem"
-  cat > "$dir/etc/k3s-mirror-agent/config.yaml" <<YAML
-registry:
-  url: https://localhost:$TLS_PORT
-  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem
-mirrors:
-  docker.io: dockerhub-proxy
+  { harbor_config; cat <<YAML; } > "$dir/etc/k3s-mirror-agent/config.yaml"
 daemon:
   probe_interval: 60s
 YAML
@@ -64,13 +59,13 @@ for who in "${!DIR[@]}"; do
 done
 for who in "${!DIR[@]}"; do
   deadline=$((SECONDS + 30))
+  # The first probe done, and idle: the start apply and the look after it are over.
   until [ -f "${DIR[$who]}/run/k3s-mirror-agent/status.json" ] &&
-    [ "$(jq -r .cache.up "${DIR[$who]}/run/k3s-mirror-agent/status.json")" = true ]; do
+    jq -e '.cache.up and (.busy | not)' "${DIR[$who]}/run/k3s-mirror-agent/status.json" >/dev/null; do
     [ $SECONDS -lt $deadline ] || fail "$who: no first probe: $(cat "$WORK/$who.err")"
     sleep 0.2
   done
 done
-sleep 2  # past the start apply's tail
 declare -A CPU0 WAKE0
 for who in "${!DIR[@]}"; do CPU0[$who]=$(cpu_ns "${PID[$who]}"); WAKE0[$who]=$(wakeups "${PID[$who]}"); done
 sleep "$WINDOW"   # the measurement window itself, not a wait for an outcome

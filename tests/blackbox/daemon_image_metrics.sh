@@ -11,12 +11,7 @@ start_harbor
 push_image dockerhub-proxy/library/busybox:1.36 "busybox 1.36"
 want=$(registry_digest dockerhub-proxy/library/busybox:1.36)
 PROM=$ROOT/var/lib/node-exporter/agent.prom
-cat > "$CONF/config.yaml" <<YAML
-registry:
-  url: https://localhost:$TLS_PORT
-  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem
-mirrors:
-  docker.io: dockerhub-proxy
+{ harbor_config; cat <<YAML; } > "$CONF/config.yaml"
 verify:
   images: [docker.io/library/busybox:1.36, "docker.io/library/busybox:1.37"]
 daemon:

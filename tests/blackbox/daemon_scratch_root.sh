@@ -22,41 +22,52 @@ grep -q '"password\|BEGIN' "$STATUS" && fail "status.json holds secrets or certi
 grep -qx 'k3s_mirror_agent_applies_total 1' "$ROOT/var/lib/node-exporter/agent.prom" ||
   fail "metrics: $(cat "$ROOT/var/lib/node-exporter/agent.prom")"
 
-# config.d did not exist at start: a drop-in created later is seen.
+# config.d did not exist at start: a drop-in created later is seen. Each step waits until the
+# daemon has evaluated what changed and is idle (status.json's evaluations and busy).
+n=$(idle_evaluations)
 mkdir "$CONF/config.d"
 printf 'mirrors:\n  registry.k8s.io: k8s-proxy\n' >"$CONF/config.d/20-k8s.yaml"
-wait_for "the new drop-in applied" grep -q '/v2/k8s-proxy"' "$REG"
+wait_evaluated "$n" "the new drop-in applied" 10
+grep -q '/v2/k8s-proxy"' "$REG" || fail "the new drop-in is not in registries.yaml"
 
 # An editor's save: a new file renamed over the old one.
+n=$(idle_evaluations)
 sed 's/quay-proxy/quay-cache/' "$CONF/config.yaml" >"$CONF/.config.yaml.swp"
 mv "$CONF/.config.yaml.swp" "$CONF/config.yaml"
-wait_for "the renamed-over config applied" grep -q '/v2/quay-cache"' "$REG"
-# registries.yaml is not the apply's last step: the state, then the journal's removal, follow.
-wait_for "that apply finished" test ! -e "$ROOT/var/lib/k3s-mirror-agent/journal.json"
+wait_evaluated "$n" "the renamed-over config applied" 10
+grep -q '/v2/quay-cache"' "$REG" || fail "the renamed-over config is not in registries.yaml"
+[ ! -e "$ROOT/var/lib/k3s-mirror-agent/journal.json" ] || fail "an idle daemon left its journal"
 
 # Broken: nothing changes and the status says why; fixed: applied.
 # What the agent manages: everything but the config being edited and the daemon's own reports.
 node_files() { snapshot | grep -v 'etc/k3s-mirror-agent\|run/k3s-mirror-agent\|node-exporter'; }
 before=$(node_files)
+n=$(idle_evaluations)
 printf 'mirrors:\n  ghcr.io: [\n' >"$CONF/config.d/30-broken.yaml"
-wait_for "the broken drop-in reported" sj_is .config.valid false
+wait_evaluated "$n" "the broken drop-in evaluated" 10
+[ "$(sj .config.valid)" = false ] || fail "the broken drop-in is not reported: $(cat "$STATUS")"
 grep -q '30-broken.yaml:' <<<"$(sj .config.error)" || fail "error: $(sj .config.error)"
-sleep 0.5
+# Evaluated and idle: nothing is pending, so a change it did not make, it will not make.
 [ "$(node_files)" = "$before" ] || fail "a broken config changed the node"
 kill -0 $DAEMON || fail "the daemon died on a broken config"
+n=$(idle_evaluations)
 rm "$CONF/config.d/30-broken.yaml"
-wait_for "the fixed config reported" sj_is .config.valid true
+wait_evaluated "$n" "the fixed config evaluated" 10
+[ "$(sj .config.valid)" = true ] || fail "the fixed config is not valid: $(cat "$STATUS")"
 
 # A hand edit of registries.yaml is put back.
-applies=$(sj .applies)
+n=$(idle_evaluations)
 echo '# hand edit' >>"$REG"
-wait_for "the hand edit put back" sj_is .drift.corrections 1
+wait_evaluated "$n" "the hand edit put back" 10
+[ "$(sj .drift.corrections)" = 1 ] || fail "the hand edit was not corrected: $(cat "$STATUS")"
 grep -q 'hand edit' "$REG" && fail "the hand edit is still there"
 
 # SIGHUP: applies at once (an apply is counted even with nothing to change).
 applies=$(sj .applies)
+n=$(idle_evaluations)
 kill -HUP $DAEMON
-wait_for "SIGHUP's apply" sj_is .last_apply.trigger reload
+wait_evaluated "$n" "SIGHUP's apply" 10
+[ "$(sj .last_apply.trigger)" = reload ] || fail "SIGHUP: $(cat "$STATUS")"
 [ "$(sj .applies)" -eq $((applies + 1)) ] || fail "SIGHUP: $(cat "$STATUS")"
 
 agent status

@@ -383,7 +383,7 @@ fresh; printf '%s\n' "$GOOD_CONFIG" | sed "s|https://harbor.home.lab|https://u:$
 STATUS=$ROOT/run/k3s-mirror-agent/status.json
 timeout -s KILL 20 "$AGENT" run --root "$ROOT" >"$WORK/out" 2>"$WORK/err" &
 DAEMON=$!
-trap 'kill $DAEMON 2>/dev/null || true; rm -rf "$WORK"' EXIT
+on_exit stop_scratch_daemon
 wait_for "status.json with the config error" grep -q 'registry.url' "$STATUS"
 kill "$DAEMON"; wait "$DAEMON" || true
 jq -e . "$STATUS" >/dev/null || fail "status.json is not JSON"

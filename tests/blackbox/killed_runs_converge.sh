@@ -13,15 +13,7 @@ command -v strace >/dev/null || fail "strace is not installed (packaging/install
 source "$(dirname "${BASH_SOURCE[0]}")/chroot-lib.sh"
 
 OWN=$WORK/own.yaml
-cat >"$OWN" <<'YAML'
-# the node's own, hand-written
-mirrors:
-  docker.io:
-    endpoint: ["https://mirror.gcr.io"]
-configs:
-  registry.internal:5000:
-    tls: {insecure_skip_verify: true}
-YAML
+own_registries >"$OWN"
 JOURNAL=$ROOT/var/lib/k3s-mirror-agent/journal.json
 BACKUP=$ROOT/var/lib/k3s-mirror-agent/registries.yaml.orig
 KILLS=0

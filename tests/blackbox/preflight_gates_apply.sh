@@ -13,12 +13,7 @@ push_image dockerhub-proxy/library/busybox:1.36 "busybox 1.36"
 config() {
   local preflight=$1
   shift
-  cat > "$CONF/config.yaml" <<YAML
-registry:
-  url: https://localhost:$TLS_PORT
-  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem
-mirrors:
-  docker.io: dockerhub-proxy
+  { harbor_config; cat <<YAML; } > "$CONF/config.yaml"
 ${EXTRA_MIRROR:-}
 verify:
   preflight: $preflight

@@ -7,7 +7,7 @@ source "$TESTLIB"
 source "$(dirname "$TESTLIB")/registry-lib.sh"
 setup_node
 start_registry
-make_server_cert_days harbor localhost 3     # a cache certificate that expires soon
+make_server_cert harbor localhost 3     # a cache certificate that expires soon
 start_tls_front "$WORK/localhost.crt" "$WORK/localhost.key"
 sed -i "s|url: https://harbor.home.lab|url: https://localhost:$TLS_PORT|" "$CONF/config.yaml"
 agent check --probe --output json

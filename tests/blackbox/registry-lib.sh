@@ -8,61 +8,38 @@ for tool in docker-registry nginx; do
     fail "$tool is not installed (tests/run-all.sh installs docker-registry and nginx-light)"
 done
 
-# A loopback TCP port nothing listens on (from /proc/net/tcp, no extra tools).
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 20000))
-    grep -qi ":$(printf '%04X' "$port") 00000000:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null ||
-      { echo "$port"; return; }
-  done
-}
-
-# wait_listening PORT: until something accepts on 127.0.0.1:PORT (bash's /dev/tcp), 60 s at most
-# (a 20 s limit was once missed in the sanitizer run while booted-node tests loaded the machine).
-wait_listening() {
-  local deadline=$((SECONDS + 60))
-  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || fail "nothing listens on 127.0.0.1:$1"
-    sleep 0.1
-  done
-}
-
+# Every server started here; stopped at exit (free_port, wait_listening: tests/support/lib.sh).
 PIDS=()
 stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; PIDS=(); }
-trap 'stop_all; rm -rf "$WORK"' EXIT
+on_exit stop_all
+
+# registry_yml: the start of a docker-registry config on 127.0.0.1:$REGISTRY_PORT, storage in
+# $WORK/registry (the http block stays open).
+registry_yml() {
+  printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+    "$WORK/registry" "$REGISTRY_PORT"
+}
+
+# harbor_config: the start of an agent config for the cache start_harbor runs (its CA at the
+# node path /etc/k3s-mirror-agent/harbor-ca.pem), docker.io through dockerhub-proxy.
+harbor_config() {
+  cat <<YAML
+registry:
+  url: https://localhost:$TLS_PORT
+  ca_file: /etc/k3s-mirror-agent/harbor-ca.pem
+mirrors:
+  docker.io: dockerhub-proxy
+YAML
+}
 
 # start_registry: docker-registry on 127.0.0.1:$REGISTRY_PORT, storage in $WORK.
 start_registry() {
   REGISTRY_PORT=$(free_port)
   mkdir -p "$WORK/registry"
-  cat > "$WORK/registry.yml" <<YAML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: 127.0.0.1:$REGISTRY_PORT
-YAML
+  registry_yml > "$WORK/registry.yml"
   docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
   PIDS+=($!)
-  wait_listening "$REGISTRY_PORT"
-}
-
-# The start of an nginx.conf whose files all live in $WORK/nginx; the http block stays open.
-nginx_preamble() {
-  cat <<CONF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events {}
-http {
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-CONF
+  wait_listening 127.0.0.1 "$REGISTRY_PORT"
 }
 
 # start_tls_front CERT KEY: nginx on 127.0.0.1:$TLS_PORT with that certificate, proxying to
@@ -70,7 +47,7 @@ CONF
 start_tls_front() {
   TLS_PORT=${TLS_PORT:-$(free_port)}
   mkdir -p "$WORK/nginx"
-  { nginx_preamble; cat <<CONF; } > "$WORK/nginx.conf"
+  { nginx_head "$WORK/nginx"; cat <<CONF; } > "$WORK/nginx.conf"
   access_log off;
   server {
     listen 127.0.0.1:$TLS_PORT ssl;
@@ -80,23 +57,13 @@ start_tls_front() {
   }
 }
 CONF
-  nginx -c "$WORK/nginx.conf" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
-  NGINX_PID=$!
+  start_nginx "$WORK/nginx.conf" "$WORK/nginx/stdout.log"
   PIDS+=($NGINX_PID)
-  wait_listening "$TLS_PORT"
+  wait_listening 127.0.0.1 "$TLS_PORT"
 }
 stop_tls_front() {
   kill "$NGINX_PID" 2>/dev/null || true
   wait "$NGINX_PID" 2>/dev/null || true
-}
-
-# make_server_cert_days CA HOST DAYS: like make_server_cert, valid for DAYS days.
-make_server_cert_days() {
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
-    -keyout "$WORK/$2.key" -out "$WORK/$2.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\n' "$2" > "$WORK/$2.ext"
-  openssl x509 -req -in "$WORK/$2.csr" -CA "$WORK/$1.pem" -CAkey "$WORK/$1.key" \
-    -CAcreateserial -days "$3" -extfile "$WORK/$2.ext" -out "$WORK/$2.crt" 2>/dev/null
 }
 
 # start_harbor: what a Harbor looks like to a node, from Debian's parts. docker-registry with
@@ -126,13 +93,7 @@ start_harbor() {
     --cert "$WORK/token.crt" --issuer test-issuer --robot-password-file "$WORK/robot-password" \
     --log "$WORK/issuer.log" >"$WORK/issuer.out" 2>&1 &
   PIDS+=($!)
-  cat > "$WORK/registry.yml" <<YAML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: 127.0.0.1:$REGISTRY_PORT
+  { registry_yml; cat <<YAML; } > "$WORK/registry.yml"
   relativeurls: true
 auth:
   token:
@@ -143,7 +104,7 @@ auth:
 YAML
   docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
   PIDS+=($!)
-  { nginx_preamble; cat <<CONF; } > "$WORK/nginx.conf"
+  { nginx_head "$WORK/nginx"; cat <<CONF; } > "$WORK/nginx.conf"
   # \$connection: the tests see whether the agent reused its connection between probes.
   log_format conn '\$connection \$connection_requests "\$request" \$status "\$http_user_agent"';
   access_log $WORK/nginx/access.log conn;
@@ -161,12 +122,11 @@ YAML
   }
 }
 CONF
-  nginx -c "$WORK/nginx.conf" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
-  NGINX_PID=$!
+  start_nginx "$WORK/nginx.conf" "$WORK/nginx/stdout.log"
   PIDS+=($NGINX_PID)
-  wait_listening "$ISSUER_PORT"
-  wait_listening "$REGISTRY_PORT"
-  wait_listening "$TLS_PORT"
+  wait_listening 127.0.0.1 "$ISSUER_PORT"
+  wait_listening 127.0.0.1 "$REGISTRY_PORT"
+  wait_listening 127.0.0.1 "$TLS_PORT"
   OCI_IMAGES=0
 }
 

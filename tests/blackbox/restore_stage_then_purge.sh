@@ -12,15 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/chroot-lib.sh"
 
 setup_node
 mkdir -p "$(dirname "$REG")"
-cat >"$REG" <<'YAML'
-# hand-written by the operator
-mirrors:
-  docker.io:
-    endpoint: ["https://mirror.gcr.io"]
-configs:
-  registry.internal:5000:
-    tls: {insecure_skip_verify: true}
-YAML
+own_registries >"$REG"
 chmod 640 "$REG"
 cp -p "$REG" "$WORK/original.yaml"
 agent apply

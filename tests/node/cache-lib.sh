@@ -17,34 +17,16 @@
 # two runs never share one (other tests here use random high ports on 127.0.0.1 only).
 # Sourced after lib.sh (needs fail, WORK, NODE).
 
-# A missing tool fails the test with CI=true and skips it elsewhere, as lib.sh does.
-for tool in docker-registry nginx skopeo flock; do
-  command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin
-  if ! command -v "$tool" >/dev/null; then
-    [ "${CI:-}" = true ] && fail "$tool is not installed (packaging/install-build-deps.sh installs it)"
-    echo "SKIP: $tool is not installed (packaging/install-build-deps.sh installs it)"
-    exit 77
-  fi
-done
+# A missing tool fails the test with CI=true and skips it elsewhere (tests/support/lib.sh).
+need_tools docker-registry nginx skopeo flock
 # shellcheck source=../blackbox/registry-lib.sh
-source "$NODE_DIR/../blackbox/registry-lib.sh"  # free_port, PIDS, stop_all
-# registry-lib.sh's trap would drop the node's cleanup; a front restarted in a scenario's
-# subshell is not in PIDS.
-trap 'stop_front cache; stop_all; cleanup' EXIT
+source "$NODE_DIR/../blackbox/registry-lib.sh"  # PIDS, stop_all
+# A front restarted in a scenario's subshell is not in PIDS.
+on_exit stop_front cache
 
 CACHE_DIR=$WORK/cache
 HUB_LOG=$CACHE_DIR/hub-access.log
 CACHE_LOG=$CACHE_DIR/cache-access.log
-
-# listening IP PORT: something accepts on IP:PORT (bash's /dev/tcp).
-listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-wait_up() {  # wait_up IP PORT
-  local deadline=$((SECONDS + 20))
-  until listening "$1" "$2"; do
-    [ $SECONDS -lt $deadline ] || fail "nothing listens on $1:$2: $(tail -3 "$CACHE_DIR"/*.log 2>/dev/null)"
-    sleep 0.1
-  done
-}
 
 # claim_loopback: picks 127.0.N.0/24 that no other run holds (flock, released when this shell
 # exits) and where nothing listens on port 443; sets HUB_IP and CACHE_IP.
@@ -66,13 +48,7 @@ claim_loopback() {
 }
 
 # server_cert CA NAME IP: a certificate for NAME (and IP) signed by the test CA $WORK/CA.pem.
-server_cert() {
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
-    -keyout "$CACHE_DIR/$2.key" -out "$CACHE_DIR/$2.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:%s,IP:%s\nbasicConstraints=CA:FALSE\n' "$2" "$3" >"$CACHE_DIR/$2.ext"
-  openssl x509 -req -in "$CACHE_DIR/$2.csr" -CA "$WORK/$1.pem" -CAkey "$WORK/$1.key" \
-    -CAcreateserial -days 30 -extfile "$CACHE_DIR/$2.ext" -out "$CACHE_DIR/$2.crt" 2>/dev/null
-}
+server_cert() { make_server_cert "$1" "$2" 30 "$3" "$CACHE_DIR"; }
 
 # registry NAME PORT [PROXY-URL]: docker-registry on 127.0.0.1:PORT, storage in $CACHE_DIR/NAME;
 # with PROXY-URL a pull-through cache of that registry.
@@ -86,7 +62,7 @@ registry() {
   } >"$CACHE_DIR/$1.yml"
   docker-registry serve "$CACHE_DIR/$1.yml" >"$CACHE_DIR/$1.log" 2>&1 &
   PIDS+=($!)
-  wait_up 127.0.0.1 "$2"
+  wait_listening 127.0.0.1 "$2"
 }
 
 # tls_front NAME IP CERT-NAME LOCATIONS: nginx on IP:443 with CERT-NAME's certificate; every
@@ -94,19 +70,9 @@ registry() {
 tls_front() {
   local dir=$CACHE_DIR/nginx-$1
   mkdir -p "$dir"
-  cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log;
-events {}
-http {
+  { nginx_head "$dir"; cat <<CONF; } >"$dir/nginx.conf"
   log_format pulls '\$request_method \$request_uri \$status';
   access_log $CACHE_DIR/$1-access.log pulls;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
   client_max_body_size 0;
   server {
     listen $2:443 ssl;
@@ -116,9 +82,9 @@ http {
   }
 }
 CONF
-  nginx -c "$dir/nginx.conf" -g 'daemon off;' >"$dir/stdout.log" 2>&1 &
-  PIDS+=($!)
-  wait_up "$2" 443
+  start_nginx "$dir/nginx.conf" "$dir/stdout.log"
+  PIDS+=($NGINX_PID)
+  wait_listening "$2" 443
 }
 # stop_front NAME: stops that nginx by its pid file (the shell that started it may be a
 # scenario's subshell, whose variables are gone).

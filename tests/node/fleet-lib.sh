@@ -32,13 +32,7 @@ NODE_EXTRA="openssh-server sudo python3 python3-apt"
 INSTALL_AGENT=0
 # shellcheck source=tests/node/lib.sh
 source "$NODE_DIR/lib.sh"
-for tool in ssh ssh-keygen ss ansible-playbook; do
-  command -v "$tool" >/dev/null || {
-    [ "${CI:-}" = true ] && fail "prerequisite missing: $tool (packaging/install-build-deps.sh installs it)"
-    echo "SKIP: prerequisite missing: $tool"
-    exit 77
-  }
-done
+need_tools ssh ssh-keygen ss ansible-playbook
 
 FLEET=()
 declare -A ADDR_OF=() NSPAWN_OF=() PID1_OF=()
@@ -54,28 +48,18 @@ while :; do
   ss -Htln | awk '{print $4}' | grep -qF "$FLEET_NET." || break
 done
 
+# Every node is asked to shut down at once, then each is waited for (lib.sh's stop_node).
 fleet_cleanup() {
-  local name pid i
+  local name pid
   for name in "${FLEET[@]}"; do
     pid=${NSPAWN_OF[$name]:-}
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   done
-  # Each node gets 30 s to shut down; its init outlives a killed systemd-nspawn, and killing
-  # that ends every process of the node's PID namespace.
   for name in "${FLEET[@]}"; do
-    pid=${NSPAWN_OF[$name]:-}
-    [ -n "$pid" ] || continue
-    for i in $(seq 300); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    [ -z "${PID1_OF[$name]:-}" ] || kill -9 "${PID1_OF[$name]}" 2>/dev/null || true
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_node "${NSPAWN_OF[$name]:-}" "${PID1_OF[$name]:-}"
   done
-  cleanup  # lib.sh's: removes $WORK
 }
-trap fleet_cleanup EXIT
+on_exit fleet_cleanup
 
 use() {
   NODE=$WORK/$1
@@ -113,10 +97,10 @@ EOF
   chmod 440 "$NODE/etc/sudoers.d/ops"
 }
 
-listening() { ss -Htln "src $1 and sport = :22" | grep -q .; }
+sshd_listening() { ss -Htln "src $1 and sport = :22" | grep -q .; }
 
 fleet_boot() {
-  local name state deadline
+  local name deadline
   for name in "${FLEET[@]}"; do
     systemd-nspawn -D "$WORK/$name" --boot --register=no --keep-unit --quiet \
       --machine="k3sma-$$-$name" >"$WORK/$name.console.log" 2>&1 &
@@ -124,24 +108,10 @@ fleet_boot() {
   done
   deadline=$((SECONDS + ${BOOT_TIMEOUT:-120}))
   for name in "${FLEET[@]}"; do
-    until PID1_OF[$name]=$(pgrep -P "${NSPAWN_OF[$name]}" 2>/dev/null) && [ -n "${PID1_OF[$name]}" ]; do
-      [ $SECONDS -lt $deadline ] || fail "$name did not start: $(tail -5 "$WORK/$name.console.log")"
-      sleep 0.1
-    done
     use "$name"
-    # is-system-running exits non-zero for "degraded" too: read what it says.
-    until state=$(in_node systemctl is-system-running 2>/dev/null || true) &&
-          { [ "$state" = running ] || [ "$state" = degraded ]; }; do
-      [ $SECONDS -lt $deadline ] || fail "$name did not finish booting (state: $state)"
-      sleep 0.2
-    done
-    # pam_nologin refuses ssh logins while /run/nologin exists ("System is booting up"); it
-    # was seen to outlast is-system-running's "running" once in CI.
-    until ! in_node test -e /run/nologin; do
-      [ $SECONDS -lt $deadline ] || fail "$name still refuses logins (/run/nologin is there)"
-      sleep 0.2
-    done
-    until listening "${ADDR_OF[$name]}"; do
+    booted_node "${NSPAWN_OF[$name]}" "$WORK/$name.console.log" "$deadline" "$name"
+    PID1_OF[$name]=$PID1
+    until sshd_listening "${ADDR_OF[$name]}"; do
       [ $SECONDS -lt $deadline ] || fail "$name's sshd does not listen on ${ADDR_OF[$name]}:22: $(in_node systemctl status ssh.service --no-pager 2>&1 | tail -5)"
       sleep 0.1
     done

@@ -4,35 +4,25 @@
 # Needs: root, systemd-nspawn and nsenter, debootstrap and Debian's archive for the first build
 # of the root filesystem. Set by ctest: AGENT, STANDIN, NODE_DIR. With CI=true a missing
 # prerequisite is a failure; elsewhere the test is skipped (exit 77).
-# -E: the ERR trap below also reports a command that fails inside a function (in_node ...).
-set -Eeuo pipefail
+# The helpers shared with the black-box tests (fail, on_exit, wait_until, make_ca, the daemon's
+# facts, ...) are in tests/support/lib.sh.
+# shellcheck source=tests/support/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../support/lib.sh"
 
-fail() {
-  echo "FAIL: $*" >&2
-  # A daemon scenario's failure is read with the daemon's log beside it.
+# A daemon scenario's failure is read with the daemon's log beside it.
+fail_context() {
   if [ "${DAEMON_USED:-}" = 1 ] && [ -n "${PID1:-}" ]; then
-    echo "--- journal of k3s-mirror-agent.service:" >&2
-    nsenter -t "$PID1" -a journalctl -u k3s-mirror-agent.service --no-pager -o short-monotonic 2>&1 | tail -40 >&2
+    echo "--- journal of k3s-mirror-agent.service:"
+    nsenter -t "$PID1" -a journalctl -u k3s-mirror-agent.service --no-pager -o short-monotonic 2>&1 | tail -40
   fi
-  exit 1
 }
-pass() { echo "PASS: $*"; }
-trap 'echo "FAIL: ${BASH_SOURCE[0]}:$LINENO: a command failed (exit $?)" >&2' ERR
 
 : "${AGENT:?AGENT must name the k3s-mirror-agent binary}"
 : "${STANDIN:?STANDIN must name the k3s-standin binary}"
 : "${NODE_DIR:?NODE_DIR must name tests/node}"
 
-missing=""
-[ "$(id -u)" -eq 0 ] || missing="root"
-for tool in systemd-nspawn nsenter debootstrap openssl jq pgrep; do
-  command -v "$tool" >/dev/null || missing="$missing $tool"
-done
-if [ -n "$missing" ]; then
-  [ "${CI:-}" = true ] && fail "prerequisites missing: $missing (tests/run-all.sh installs them)"
-  echo "SKIP: prerequisites missing: $missing"
-  exit 77
-fi
+[ "$(id -u)" -eq 0 ] || skip_or_fail "prerequisites missing: root (booted nodes need it)"
+need_tools systemd-nspawn nsenter debootstrap openssl jq pgrep
 
 # The scenarios run on a server node (k3s.service) and, with ROLE=agent, on an agent node
 # (k3s-agent.service); $UNIT is the unit the agent must find and restart.
@@ -52,24 +42,24 @@ NODE=$WORK/rootfs            # the node's / as seen from the host
 NSPAWN_PID=""
 PID1=""
 
-cleanup() {
-  if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
-    kill "$NSPAWN_PID" 2>/dev/null || true
-    # A node that does not shut down in 30 s (an emulated one can hang halfway) is killed.
-    local i
-    for i in $(seq 300); do
-      kill -0 "$NSPAWN_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    # The node's init outlives a killed systemd-nspawn; killing it ends every process the
-    # node's PID namespace holds.
-    [ -z "$PID1" ] || kill -9 "$PID1" 2>/dev/null || true
-    kill -9 "$NSPAWN_PID" 2>/dev/null || true
-    wait "$NSPAWN_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
+# stop_node NSPAWN-PID PID1: the node gets 30 s to shut down (an emulated one can hang
+# halfway); its init outlives a killed systemd-nspawn, and killing that ends every process the
+# node's PID namespace holds.
+stop_node() {
+  local nspawn=$1 init=$2
+  [ -n "$nspawn" ] && kill -0 "$nspawn" 2>/dev/null || return 0
+  kill "$nspawn" 2>/dev/null || true
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$nspawn" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+    sleep 0.1
+  done
+  [ -z "$init" ] || kill -9 "$init" 2>/dev/null || true
+  kill -9 "$nspawn" 2>/dev/null || true
+  wait "$nspawn" 2>/dev/null || true
 }
-trap cleanup EXIT
+cleanup() { stop_node "$NSPAWN_PID" "$PID1"; }
+on_exit rm -rf "$WORK"
+on_exit cleanup
 
 # in_node CMD...: runs CMD inside the booted node (all its namespaces: its systemd, its bus).
 in_node() { nsenter -t "$PID1" -a "$@"; }
@@ -111,27 +101,32 @@ node_boot() {
     --machine="k3sma-$$" >"$WORK/console.log" 2>&1 &
   NSPAWN_PID=$!
   # An arm64 node boots under qemu: ~40 s instead of ~2.
-  local deadline=$((SECONDS + ${BOOT_TIMEOUT:-60}))
-  until PID1=$(pgrep -P "$NSPAWN_PID" 2>/dev/null) && [ -n "$PID1" ]; do
-    [ $SECONDS -lt $deadline ] || fail "the node did not start: $(tail -5 "$WORK/console.log")"
+  booted_node "$NSPAWN_PID" "$WORK/console.log" $((SECONDS + ${BOOT_TIMEOUT:-60})) node
+}
+
+# booted_node NSPAWN-PID CONSOLE-LOG DEADLINE NAME: sets PID1 (the node's init) once it runs,
+# then waits until systemd has started the node and lets users log in.
+booted_node() {
+  local nspawn=$1 console=$2 deadline=$3 name=$4 state=""
+  until PID1=$(pgrep -P "$nspawn" 2>/dev/null) && [ -n "$PID1" ]; do
+    [ $SECONDS -lt "$deadline" ] || fail "$name did not start: $(tail -5 "$console")"
     sleep 0.1
   done
-  local state=""
   # is-system-running exits non-zero for "degraded" too: read what it says, not its status.
   until state=$(in_node systemctl is-system-running 2>/dev/null || true) &&
         { [ "$state" = running ] || [ "$state" = degraded ]; }; do
-    [ $SECONDS -lt $deadline ] || fail "the node did not finish booting (state: $state)"
+    [ $SECONDS -lt "$deadline" ] || fail "$name did not finish booting (state: $state)"
+    sleep 0.2
+  done
+  # pam_nologin refuses logins while /run/nologin exists ("System is booting up"); it was seen
+  # to outlast is-system-running's "running" once in CI.
+  until ! in_node test -e /run/nologin; do
+    [ $SECONDS -lt "$deadline" ] || fail "$name still refuses logins (/run/nologin is there)"
     sleep 0.2
   done
 }
 
-# The cache's CA, made by the real openssl, and a config for three mirrors through it.
-make_ca() {  # make_ca NAME -> $WORK/NAME.pem
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
-    -subj "/CN=$1 test CA" -addext basicConstraints=critical,CA:TRUE \
-    -addext keyUsage=critical,keyCertSign,cRLSign \
-    -keyout "$WORK/$1.key" -out "$WORK/$1.pem" 2>/dev/null
-}
+# The cache's CA (make_ca, tests/support/lib.sh) and a config for three mirrors through it.
 write_config() {  # write_config [DOCKER-PROJECT]
   cat > "$NODE/etc/k3s-mirror-agent/config.yaml" <<YAML
 registry:
@@ -164,18 +159,11 @@ start_node() {
 
 # apply ARGS...: runs `k3s-mirror-agent apply --output json` in the node; sets RC, OUT, ERR.
 apply() {
-  RC=0
   # The test build's copy, or the package's when the test installed the .deb (INSTALL_AGENT=0).
   local bin=/usr/local/sbin/k3s-mirror-agent
   [ -e "$NODE$bin" ] || bin=/usr/sbin/k3s-mirror-agent
-  in_node "$bin" apply --output json "$@" >"$WORK/out" 2>"$WORK/err" || RC=$?
-  OUT=$(cat "$WORK/out")
-  ERR=$(cat "$WORK/err")
+  capture in_node "$bin" apply --output json "$@"
 }
-expect_rc() {
-  [ "$RC" -eq "$1" ] || fail "expected exit $1, got $RC; stdout: $OUT; stderr: $ERR"
-}
-json() { jq -r "$1" <<<"$OUT"; }
 
 # How often the stand-in k3s has started, and the state of a unit.
 starts() { [ -f "$NODE/var/log/k3s-standin/starts" ] && wc -l <"$NODE/var/log/k3s-standin/starts" || echo 0; }
@@ -207,34 +195,29 @@ daemon_settings() {
     > "$NODE/etc/k3s-mirror-agent/config.d/50-daemon.yaml"
 }
 
-# The daemon's status.json, read inside the node (its /run is the node's own tmpfs).
+# The daemon's status.json, read inside the node (its /run is the node's own tmpfs). djson,
+# djson_is, idle_evaluations, wait_evaluated read it (tests/support/lib.sh).
 daemon_status() { in_node cat "$STATUS_JSON"; }
-djson() { daemon_status | jq -r "$1"; }
+wait_context() { echo "status: $(daemon_status 2>&1 | jq -c . 2>/dev/null)"; }
 
 # wait_for DESCRIPTION SECONDS CMD...: polls CMD until it succeeds; fails naming DESCRIPTION.
 wait_for() {
   local what=$1 limit=$2
   shift 2
-  local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || fail "$what: not within $limit s; status: $(daemon_status 2>&1 | jq -c . 2>/dev/null)"
-    sleep 0.1
-  done
+  wait_until "$limit" "$what" "$@"
 }
 
-# Conditions for wait_for, evaluated on each try.
-djson_is() { [ "$(djson "$1")" = "$2" ]; }
 mode_is() { [ "$(stat -c %a "$1")" = "$2" ]; }
 
-# The daemon has run at least N applies and is not busy (no apply, no splay wait).
+# The daemon has run at least N applies and is idle (nothing pending, no apply, no splay wait).
 applies_at_least() {
   local s
   s=$(daemon_status) || return 1
-  [ "$(jq -r .applies <<<"$s")" -ge "$1" ] && [ "$(jq -r '.status | test("^(applying|waiting)")' <<<"$s")" = false ]
+  [ "$(jq -r .applies <<<"$s")" -ge "$1" ] && [ "$(jq -r .busy <<<"$s")" = false ]
 }
 wait_applies() { wait_for "the daemon reaching $1 applies" "${2:-30}" applies_at_least "$1"; }
 
-# The unit's STATUS= text as systemd holds it.
+# The unit's STATUS= text as systemd holds it (what `systemctl status` shows people).
 status_text() { in_node systemctl show -p StatusText --value k3s-mirror-agent.service; }
 
 # start_daemon: systemctl start, which returns once the daemon sent READY=1.

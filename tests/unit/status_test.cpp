@@ -51,6 +51,7 @@ DaemonStatus upToDate() {
                    "restart k3s.service"};
   s.last_apply = apply;
   s.applies = 1;
+  s.evaluations = 2;  // the start apply, then the look at the events its own writes raised
   s.restarts = 1;
   CacheHealth cache;
   cache.checked = at(60s);
@@ -238,10 +239,10 @@ TEST(StatusJson, IsOneJsonObjectEndingInANewline) {
 TEST(StatusJson, HoldsExactlyTheDocumentedFieldsSoNothingElseCanLeak) {
   // status.json is 0644: any field beyond these would be one more place a secret could end up.
   const Json j = parsed(upToDate());
-  EXPECT_EQ(keysOf(j),
-            (std::set<std::string>{"version", "pid", "running", "started", "status", "config",
-                                   "cache_url", "mirrors", "last_apply", "applies", "restarts",
-                                   "reloads", "drift", "held_back", "cache", "probe_enabled"}));
+  EXPECT_EQ(keysOf(j), (std::set<std::string>{
+                           "version", "pid", "running", "started", "status", "config", "cache_url",
+                           "mirrors", "last_apply", "applies", "evaluations", "busy", "restarts",
+                           "reloads", "drift", "held_back", "cache", "probe_enabled"}));
   EXPECT_EQ(keysOf(j["config"]), (std::set<std::string>{"path", "sha256", "valid", "error"}));
   EXPECT_EQ(keysOf(j["last_apply"]),
             (std::set<std::string>{"time", "trigger", "changed", "restarted", "reload",
@@ -318,6 +319,8 @@ TEST(StatusJson, WritesEveryFieldOfARunningUpToDateDaemon) {
   EXPECT_EQ(j["cache_url"], "https://harbor.home.lab");
   EXPECT_EQ(j["mirrors"], 3);
   EXPECT_EQ(j["applies"], 1);
+  EXPECT_EQ(j["evaluations"], 2);
+  EXPECT_EQ(j["busy"], false);
   EXPECT_EQ(j["restarts"], 1);
   EXPECT_TRUE(j["held_back"].is_null());
   EXPECT_EQ(j["probe_enabled"], true);
@@ -354,6 +357,19 @@ TEST(StatusJson, UsesNullForWhatIsNotKnownYet) {
   EXPECT_TRUE(j["held_back"].is_null());
   EXPECT_TRUE(j["cache"].is_null());
   EXPECT_EQ(j["applies"], 0);
+  EXPECT_EQ(j["evaluations"], 0);
+}
+
+// What a script waits on after a change: evaluations past the value it read before, busy false.
+TEST(StatusJson, SaysWhileAnEvaluationIsPendingAndHowManyFinished) {
+  DaemonStatus s = upToDate();
+  s.busy = true;  // the debounce is armed: the change is seen, not yet dealt with
+  EXPECT_EQ(parsed(s)["busy"], true);
+  EXPECT_EQ(parsed(s)["evaluations"], 2);
+  s.busy = false;
+  s.evaluations = 3;
+  EXPECT_EQ(parsed(s)["busy"], false);
+  EXPECT_EQ(parsed(s)["evaluations"], 3);
 }
 
 TEST(StatusJson, SaysWhyTheConfigIsInvalid) {

@@ -32,15 +32,16 @@ show() { echo "--- output of run $1:" >&2; cat "$WORK/run$1.log" >&2; }
 # touched N HOST: run N ran a task on HOST (any result line names it).
 touched() { grep -Eq "^(ok|changed|fatal|skipping|failed): \\[$2\\]" "$WORK/run$1.log"; }
 
-# The daemons, started again by the role on their (new or restored) files, look at them after
-# their debounce (1 s) and splay (1 s): give them that time once for all nodes, then wait until
-# each is idle. A daemon that restarted k3s would show in the counts taken after this.
+# The role starts each daemon again with systemctl, which returns after the daemon's start
+# apply; a daemon has settled once its status.json says it is idle (nothing pending, nothing
+# running: the look at its own writes included), or once it is not running at all. A daemon that
+# restarted k3s would show in the counts taken after this.
+daemon_settled() { ! in_node test -e "$STATUS_JSON" || djson_is .running false || daemon_idle; }
 settle() {
-  sleep 3
   local n
   for n in "${FLEET[@]}"; do
     use "$n"
-    wait_for "$n: the daemon idle" 60 applies_at_least 0
+    wait_for "$n: the daemon idle" 60 daemon_settled
   done
 }
 # STARTS[NAME]: the stand-in's start count per node when last counted.
@@ -121,7 +122,8 @@ for n in "${FLEET[@]}"; do
   if [ "$(djson .config.valid)" != true ] || [ "$(djson .config.path)" != /etc/k3s-mirror-agent/config.yaml ]; then
     fail "$n: the daemon's config: $(daemon_status)"
   fi
-  ! status_text | grep -Eq '^(cannot apply|the last apply failed|drift)' || fail "$n: the daemon says: $(status_text)"
+  [ "$(djson .held_back)" = null ] && [ "$(djson .last_apply.error)" = null ] &&
+    [ "$(djson '.drift.files | length')" = 0 ] || fail "$n: the daemon is not up to date: $(daemon_status)"
   # The role held the daemon, so the playbook's own apply restarted k3s, and says so per host.
   grep -A1 -E "^ok: \[$n\] => \{$" "$WORK/run1.log" |
     grep -qF "\"msg\": \"changed; reload: \\\"restart\\\"; restarted: \\\"$(unit_of "$n")\\\"\"" ||

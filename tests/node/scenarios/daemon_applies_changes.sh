@@ -30,22 +30,25 @@ grep -q 'Status: "up to date: 3 mirrors through https://harbor.home.lab"' "$WORK
 # 2. An edit: applied after the debounce (0.5 s) and a splay of at most 2 s, plus the restart's
 # 2 s settle; 15 s leaves room for a slow machine without hiding a missed event.
 count=$(starts)
+n=$(idle_evaluations)
 t0=$SECONDS
 write_config hub-cache
-wait_for "the edit reaching registries.yaml" 15 grep -q '/v2/hub-cache"' "$NODE/etc/rancher/k3s/registries.yaml"
-wait_applies 2
+wait_evaluated "$n" "the edit applied" 15
+grep -q '/v2/hub-cache"' "$NODE/etc/rancher/k3s/registries.yaml" || fail "the edit did not reach registries.yaml"
+[ "$(djson .applies)" = 2 ] || fail "an edit gave $(( $(djson .applies) - 1 )) applies: $(daemon_status)"
 echo "edit applied after $((SECONDS - t0)) s (debounce 0.5 s + splay <= 2 s + restart)"
 [ "$(starts)" -eq $((count + 1)) ] || fail "an edit gave $(( $(starts) - count )) restarts"
 [ "$(djson .last_apply.trigger)" = config ] || fail "trigger: $(daemon_status)"
 
 # 3. A burst: 100 writes inside the node as fast as the shell goes, the last one a change.
+# Once the daemon has evaluated the burst and is idle, nothing is pending: a second apply would
+# have to have happened already.
 count=$(starts)
+n=$(idle_evaluations)
 in_node bash -c 'for i in $(seq 1 100); do
   sed -i "s|docker.io: .*|docker.io: burst-$i|" /etc/k3s-mirror-agent/config.yaml; done'
-wait_for "the burst reaching registries.yaml" 15 grep -q '/v2/burst-100"' "$NODE/etc/rancher/k3s/registries.yaml"
-wait_applies 3
-sleep 2  # longer than the debounce: a second apply would have started by now
-wait_applies 3
+wait_evaluated "$n" "the burst applied" 15
+grep -q '/v2/burst-100"' "$NODE/etc/rancher/k3s/registries.yaml" || fail "the burst's last write is not in registries.yaml"
 [ "$(djson .applies)" = 3 ] || fail "100 writes gave $(( $(djson .applies) - 2 )) applies: $(daemon_status)"
 [ "$(starts)" -eq $((count + 1)) ] || fail "100 writes gave $(( $(starts) - count )) restarts"
 [ "$(unit_state k3s-mirror-agent.service)" = active ] || fail "the daemon is not active"

@@ -10,36 +10,43 @@ reg=$NODE/etc/rancher/k3s/registries.yaml
 good=$(sha256sum <"$reg")
 
 # Overwritten with other valid YAML: the agent's entries come back.
+n=$(idle_evaluations)
 printf 'mirrors:\n  docker.io:\n    endpoint: ["https://elsewhere.example"]\n' >"$reg"
-wait_for "the overwritten registries.yaml put back" 15 grep -q '/v2/dockerhub-proxy"' "$reg"
-wait_applies 2
+wait_evaluated "$n" "the overwritten registries.yaml put back" 15
 [ "$(sha256sum <"$reg")" = "$good" ] || fail "put back, but not as it was: $(cat "$reg")"
 [ "$(stat -c %a "$reg")" = 600 ] || fail "put back with mode $(stat -c %a "$reg")"
 [ "$(djson .drift.corrections)" = 1 ] && [ "$(djson .last_apply.trigger)" = drift ] ||
   fail "status after a correction: $(daemon_status)"
 
 # Deleted: written again.
+n=$(idle_evaluations)
 rm "$reg"
-wait_for "the deleted registries.yaml put back" 15 test -f "$reg"
-wait_applies 3
+wait_evaluated "$n" "the deleted registries.yaml put back" 15
+[ -f "$reg" ] || fail "registries.yaml was not written again"
 [ "$(sha256sum <"$reg")" = "$good" ] || fail "recreated, but not as it was"
 [ "$(djson .drift.corrections)" = 2 ] || fail "status after a deletion: $(daemon_status)"
 
 # A mode changed by hand (a 0644 file that may hold a password) counts too; no restart needed.
 count=$(starts)
+n=$(idle_evaluations)
 chmod 644 "$reg"
-wait_for "the mode put back" 15 mode_is "$reg" 600
-wait_applies 4
+wait_evaluated "$n" "the mode put back" 15
+mode_is "$reg" 600 || fail "the mode is $(stat -c %a "$reg"), not put back"
+[ "$(djson .drift.corrections)" = 3 ] || fail "status after a mode fix: $(daemon_status)"
 [ "$(starts)" -eq "$count" ] || fail "a mode fix restarted k3s"
 
 # drift: report — only said.
+n=$(idle_evaluations)
 daemon_settings "debounce: 500ms" "splay: 1s" "probe_interval: 0s" "drift: report"
-wait_for "drift: report taking effect" 15 djson_is .drift.policy report
+wait_evaluated "$n" "drift: report taking effect" 15
+[ "$(djson .drift.policy)" = report ] || fail "drift: report did not take effect: $(daemon_status)"
 count=$(starts)
+n=$(idle_evaluations)
 printf 'mirrors:\n  docker.io:\n    endpoint: ["https://elsewhere.example"]\n' >"$reg"
 hand=$(sha256sum <"$reg")
-wait_for "the drift reported" 15 djson_is '.drift.files | length' 1
-sleep 1.5  # longer than debounce + splay: a correction would have happened by now
+# Evaluated and idle: a correction, had there been one, would have happened by now.
+wait_evaluated "$n" "the drift evaluated" 15
+[ "$(djson '.drift.files | length')" = 1 ] || fail "the drift is not reported: $(daemon_status)"
 [ "$(sha256sum <"$reg")" = "$hand" ] || fail "drift: report changed the file"
 [ "$(starts)" -eq "$count" ] || fail "drift: report restarted k3s"
 [ "$(djson '.drift.files[0]')" = /etc/rancher/k3s/registries.yaml ] || fail "$(daemon_status)"
