@@ -35,12 +35,12 @@ echo "== release build, warnings as errors; every test, booted nodes included"
 build "$src/build/release" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== clang-tidy (.clang-tidy) over agent/, common/, tests/unit/, in the background"
 # From the release build's compile database, at the lowest priority: it runs on the CPU that the
-# steps below leave idle (downloads of debootstrap, booting nodes, waits of the tests), which
-# is how it costs CI about a minute instead of its 10-odd minutes alone on 2 cores (README,
-# "Static analysis"). Its result is collected, and fails CI, before the end.
+# steps below leave idle (debootstrap's downloads, nodes booting, tests waiting), so it adds to
+# CI only what finds no idle CPU (README, "Static analysis"). Its result is collected, and
+# fails CI, at the end.
 tidy_log=$src/build/clang-tidy.log
 # Its own process group (setsid), so a failing step stops it and its clang-tidy runs with it.
-setsid nice -n 19 bash tests/clang-tidy.sh "$src/build/release" >"$tidy_log" 2>&1 &
+setsid -w nice -n 19 bash tests/clang-tidy.sh "$src/build/release" >"$tidy_log" 2>&1 &
 tidy_pid=$!
 trap 'kill -- -"$tidy_pid" 2>/dev/null || true' EXIT
 echo "== the packages, amd64 and arm64 (packaging/build-debs.sh)"
