@@ -913,7 +913,7 @@ Report restore(const ApplyOptions& options, Deps& deps) {
     report.error = pending.error();
     return report;
   }
-  const char* kNothing = "nothing to restore: the agent has not changed this node";
+  constexpr const char* kNothing = "nothing to restore: the agent has not changed this node";
   if (state.value() == State{} && !pending.value()) {
     report.notes.push_back(kNothing);
     return report;

@@ -1,5 +1,6 @@
 #include "agent/cli.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -214,9 +215,8 @@ int runDiff(const Options& o, Deps& deps) {
   std::string out;
   for (const auto& change : prepared.value().plan.changes) {
     if (change.mode_only) {
-      char mode[16];
-      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(change.mode));
-      out += "# " + change.path + ": same content, mode set to " + mode + "\n";
+      out += fmt::format("# {}: same content, mode set to {:04o}\n", change.path,
+                         static_cast<unsigned>(change.mode));
       continue;
     }
     if (change.role == FileRole::kBackup) {

@@ -45,9 +45,7 @@ uint64_t usec(Duration d) {
 }
 
 std::string seconds(Duration d) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g s", static_cast<double>(d.count()) / 1000.0);
-  return buf;
+  return fmt::format("{:g} s", static_cast<double>(d.count()) / 1000.0);
 }
 
 // sd_notify, with the bookkeeping: STATUS= only when it changed, watchdog pings from inside

@@ -1,5 +1,6 @@
 #include "agent/status.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <ctime>
@@ -76,12 +77,8 @@ nlohmann::ordered_json imagesJson(const std::vector<ImageResult>& images) {
 }
 
 std::string isoTime(SystemTime t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  // Through std::tm from fmt::gmtime: fmt 9 formats a time_point itself in local time.
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
 }
 
 std::string statusLine(const DaemonStatus& s) {
@@ -173,11 +170,8 @@ std::string metricsText(const DaemonStatus& s) {
     out += "# HELP " + full + " " + help + "\n# TYPE " + full + " " + type + "\n" + full + labels +
            " " + value + "\n";
   };
-  auto number = [](double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.15g", v);
-    return std::string(buf);
-  };
+  // 15 significant digits, as printf's %.15g: a timestamp in seconds keeps its milliseconds.
+  auto number = [](double v) { return fmt::format("{:.15g}", v); };
   metric("info", "gauge", "The agent's version.", "1",
          "{version=\"" + labelValue(kVersion) + "\"}");
   metric("config_valid", "gauge", "1 when the config loads; 0 when it has an error.",

@@ -1,5 +1,7 @@
 #include "common/ca.h"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -13,7 +15,6 @@
 #include <cctype>
 #include <climits>
 #include <cstdint>
-#include <cstdio>
 #include <ctime>
 #include <memory>
 #include <optional>
@@ -127,21 +128,14 @@ system_clock::time_point toTimePoint(sys_seconds time) {
 
 std::string formatDate(sys_seconds time) {
   const std::chrono::year_month_day date{std::chrono::floor<std::chrono::days>(time)};
-  char text[48] = {};
-  const int written =
-      std::snprintf(text, sizeof(text), "%04d-%02u-%02u", static_cast<int>(date.year()),
-                    static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()));
-  return written > 0 ? std::string(text) : std::string("(unprintable date)");
+  // From the fields, not through std::tm: the year may be beyond what time_t and gmtime take.
+  return fmt::format("{:04}-{:02}-{:02}", static_cast<int>(date.year()),
+                     static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()));
 }
 
 std::string formatDateTime(sys_seconds time) {
   const auto day = std::chrono::floor<std::chrono::days>(time);
-  const std::chrono::hh_mm_ss clock{time - day};
-  char text[48] = {};
-  const int written = std::snprintf(
-      text, sizeof(text), "%02ld:%02ld:%02ld", static_cast<long>(clock.hours().count()),
-      static_cast<long>(clock.minutes().count()), static_cast<long>(clock.seconds().count()));
-  return formatDate(time) + (written > 0 ? " " + std::string(text) + " UTC" : std::string());
+  return fmt::format("{} {:%H:%M:%S} UTC", formatDate(time), time - day);
 }
 
 // Block names come from the file; keep what is printed short and printable.

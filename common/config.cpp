@@ -1,6 +1,7 @@
 #include "common/config.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -859,10 +860,9 @@ Result<std::string> readPasswordFile(const Config& config, const Root& root) {
     return configError(where + path + " must be owned by root (chown root: " + path + ")");
   }
   if ((info.value().mode & 077) != 0) {
-    char mode[16];
-    std::snprintf(mode, sizeof mode, "%04o", info.value().mode);
-    return configError(where + path + " is readable by group or others (mode " + mode +
-                       "); run chmod 600 " + path);
+    return configError(
+        fmt::format("{}{} is readable by group or others (mode {:04o}); run chmod 600 {}", where,
+                    path, info.value().mode, path));
   }
   auto content = readFile(path, kMaxPasswordFileSize);
   if (!content) {

@@ -99,6 +99,7 @@ Result<DesiredFiles> desiredForRestore(const RestoreInputs& in) {
 void addHostsToml(DesiredFiles& desired, const std::string& certs_d,
                   const std::vector<HostsToml>& files, const std::vector<std::string>& stale) {
   std::vector<DesiredFile> hosts;
+  hosts.reserve(files.size() + stale.size());
   for (const auto& file : files) {
     hosts.push_back(
         {certs_d + "/" + file.dir + "/hosts.toml", file.content, 0644, FileRole::kHostsToml});

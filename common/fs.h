@@ -53,10 +53,10 @@ class Root {
 // registries.yaml and CA bundles (everything read through Files): 1 MiB, room for thousands of
 // entries or certificates (a PEM certificate is about 2 KiB). The agent's own config, each
 // drop-in and the state: 256 KiB. A password file: 64 KiB.
-inline constexpr size_t kMaxFileSize = 1024 * 1024;
-inline constexpr size_t kMaxConfigFileSize = 256 * 1024;
-inline constexpr size_t kMaxStateFileSize = 256 * 1024;
-inline constexpr size_t kMaxPasswordFileSize = 64 * 1024;
+inline constexpr size_t kMaxFileSize = size_t{1024} * 1024;
+inline constexpr size_t kMaxConfigFileSize = size_t{256} * 1024;
+inline constexpr size_t kMaxStateFileSize = size_t{256} * 1024;
+inline constexpr size_t kMaxPasswordFileSize = size_t{64} * 1024;
 
 // Reads a whole file. std::nullopt when it does not exist; an error for anything else, and for
 // anything but a regular file (a FIFO, device, socket or directory is refused without blocking:

@@ -1,5 +1,6 @@
 #include "common/log.h"
 
+#include <fmt/format.h>
 #include <spdlog/sinks/sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
@@ -7,7 +8,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -113,9 +113,8 @@ std::string printable(std::string_view text) {
       // A control as one escape per byte; an invalid sequence byte by byte.
       const size_t n = ch.length > 0 ? ch.length : 1;
       for (size_t k = 0; k < n; ++k) {
-        char hex[8];
-        std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(text[i + k]));
-        out += hex;
+        fmt::format_to(std::back_inserter(out), "\\x{:02x}",
+                       static_cast<unsigned>(static_cast<unsigned char>(text[i + k])));
       }
       i += n;
       continue;

@@ -1,5 +1,6 @@
 #include "common/yaml_emit.h"
 
+#include <fmt/format.h>
 #include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
@@ -389,11 +390,11 @@ int lineAt(std::string_view text, size_t offset) {
 std::variant<std::vector<ByteRange>, YamlProblem> walk(const std::string& text, YamlRules rules) {
   const size_t bad = firstDisallowedByte(text);
   if (bad != std::string::npos) {
-    char byte[8];
-    std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(text[bad]));
-    return YamlProblem{lineAt(text, bad), std::string("byte ") + byte + " is " +
-                                              (text[bad] == '\0' ? "NUL" : "not allowed") +
-                                              " (YAML is UTF-8 text without control characters)"};
+    return YamlProblem{
+        lineAt(text, bad),
+        fmt::format("byte 0x{:02x} is {} (YAML is UTF-8 text without control characters)",
+                    static_cast<unsigned>(static_cast<unsigned char>(text[bad])),
+                    text[bad] == '\0' ? "NUL" : "not allowed")};
   }
   // A CR that is not part of CRLF is a line break to YAML (and to Go's reader in k3s) but not to
   // an editor or to diff, which show one line where the parser sees several; re-emitting such a

@@ -7,6 +7,7 @@
 # unit's hardening; a container image may lack it), lintian (checks the packages),
 # ansible-core, openssh-client and iproute2 (ss) for the fleet test (Ansible over ssh into nodes),
 # clang-14 and libclang-rt-14-dev (libFuzzer and the sanitizers' runtime, for tests/fuzz/),
+# clang-tidy-14 (tests/clang-tidy.sh, the .clang-tidy checks),
 # strace (the crash tests kill the agent at every fsync with its fault injection), util-linux
 # (flock: the concurrency tests hold the agent's lock).
 # Used by the README's quick start and by .ci/run; safe to run again (apt-get is idempotent).
@@ -19,7 +20,7 @@ pkgs="cmake g++ make pkg-config
   ca-certificates openssl jq docker-registry nginx-light skopeo python3 python3-cryptography
   debootstrap systemd-container procps man-db groff-base systemd lintian strace util-linux
   ansible-core openssh-client iproute2
-  clang-14 libclang-rt-14-dev $*"
+  clang-14 libclang-rt-14-dev clang-tidy-14 $*"
 # Only touch the package lists when something is missing: keeps a second run fast and offline.
 missing=""
 for p in $pkgs; do

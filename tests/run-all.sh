@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this): installs the build dependencies,
-# checks formatting, builds with warnings as errors, builds the amd64 and arm64 packages, and
-# runs every test (unit, black-box, booted amd64 and arm64 nodes, the packages, Ansible), then
+# checks formatting, builds with warnings as errors, runs clang-tidy (in the background, from the
+# release build's compile database), builds the amd64 and arm64 packages, and runs every test
+# (unit, black-box, booted amd64 and arm64 nodes, the packages, Ansible), then
 # builds again with AddressSanitizer, UBSan and libstdc++ assertions and runs the unit and
 # black-box tests again, and last builds the libFuzzer harnesses with clang and runs them.
 # Run as root on Debian 12: the black-box tests need root-owned files and update-ca-certificates.
@@ -32,6 +33,16 @@ build() {  # build DIR CMAKE-ARGS...
 
 echo "== release build, warnings as errors; every test, booted nodes included"
 build "$src/build/release" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== clang-tidy (.clang-tidy) over agent/, common/, tests/unit/, in the background"
+# From the release build's compile database, at the lowest priority: it runs on the CPU that the
+# steps below leave idle (debootstrap's downloads, nodes booting, tests waiting), so it adds to
+# CI only what finds no idle CPU (README, "Static analysis"). Its result is collected, and
+# fails CI, at the end.
+tidy_log=$src/build/clang-tidy.log
+# Its own process group (setsid), so a failing step stops it and its clang-tidy runs with it.
+setsid -w nice -n 19 bash tests/clang-tidy.sh "$src/build/release" >"$tidy_log" 2>&1 &
+tidy_pid=$!
+trap 'kill -- -"$tidy_pid" 2>/dev/null || true' EXIT
 echo "== the packages, amd64 and arm64 (packaging/build-debs.sh)"
 # Where the package tests look for them (K3SMA_DEBS_DIR's default).
 bash packaging/build-debs.sh "$src/build/release/debs"
@@ -58,4 +69,10 @@ cmake -S "$src" -B "$src/build/fuzz" -DK3SMA_WERROR=ON -DCMAKE_CXX_COMPILER=clan
   -DK3SMA_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$src/build/fuzz" -j "$jobs" --target fuzz_all
 (cd "$src/build/fuzz" && ctest --output-on-failure -j "$jobs" -L fuzz)
+
+echo "== clang-tidy: its result (started after the release build)"
+tidy_status=0
+wait "$tidy_pid" || tidy_status=$?
+cat "$tidy_log"
+((tidy_status == 0)) || { echo "clang-tidy reported warnings or failed (exit $tidy_status)"; exit 1; }
 echo "== all tests passed"

@@ -710,7 +710,7 @@ TEST_F(CrashOnScratchRoot, ACaRotationKilledAtAnyWriteConvergesOnTheNextApply) {
 // hot again and ends with exactly the model's files.
 TEST_F(CrashOnScratchRoot, AHotApplyKilledAtAnyWriteConvergesOnTheNextApply) {
   const std::string certs_d = "/var/lib/rancher/k3s/agent/etc/containerd/certs.d";
-  auto k3sStarted = [&] {
+  auto k3s_started = [&] {
     writeNodeFile(
         "/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
         "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"" + certs_d + "\"\n");
@@ -731,7 +731,7 @@ mirrors:
     reset();
     writeConfig(kConfig);
     ASSERT_FALSE(runApply().error);
-    k3sStarted();
+    k3s_started();
     ASSERT_TRUE(nodeFile(certs_d + "/docker.io/hosts.toml"));
     writeConfig(changed);
     if (!killedAt(nth, [&] { runApply(); })) {

@@ -264,7 +264,8 @@ TEST(CaBundle, RejectsCertificateNotYetValidSayingFromWhen) {
   spec.not_before = kNow + days{2};
 
   const std::string message = rejection(makeCert(spec).cert_pem);
-  EXPECT_THAT(message, HasSubstr("certificate 1 (CN=Future CA) is not valid until 2025-06-03"));
+  EXPECT_THAT(message,
+              HasSubstr("certificate 1 (CN=Future CA) is not valid until 2025-06-03 12:00:00 UTC"));
 }
 
 TEST(CaBundle, AcceptsCertificateExpiringIn10DaysWithOneWarning) {

@@ -656,6 +656,7 @@ struct InvalidCase {
   std::string reason;  // a part of the reason
 };
 
+// NOLINTNEXTLINE(readability-identifier-naming): GoogleTest looks PrintTo up by this name
 void PrintTo(const InvalidCase& c, std::ostream* os) { *os << c.name; }
 
 class InvalidConfig : public ::testing::TestWithParam<InvalidCase> {};

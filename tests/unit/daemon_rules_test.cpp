@@ -17,10 +17,12 @@ namespace k3sma {
 
 // So that a failure says "kSplay", not "4-byte object <02-00 00-00>". In k3sma, where gtest's
 // argument-dependent lookup finds them.
+// NOLINTNEXTLINE(readability-identifier-naming): GoogleTest looks PrintTo up by this name
 void PrintTo(Next next, std::ostream* os) {
   constexpr const char* kNames[] = {"kNothing", "kApply", "kSplay", "kReportDrift", "kHoldBack"};
   *os << kNames[static_cast<size_t>(next)];
 }
+// NOLINTNEXTLINE(readability-identifier-naming): as above
 void PrintTo(WatchKind kind, std::ostream* os) {
   *os << (kind == WatchKind::kConfig ? "kConfig" : "kManaged");
 }

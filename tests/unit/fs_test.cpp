@@ -46,6 +46,8 @@ TEST(ReadFile, RefusesAFileOverItsLimitBeforeReadingIt) {
 struct Confined {
   explicit Confined(const Root& root) { EXPECT_TRUE(confineTo(root).ok()); }
   ~Confined() { EXPECT_TRUE(confineTo(Root()).ok()); }
+  Confined(const Confined&) = delete;
+  Confined& operator=(const Confined&) = delete;
 };
 
 TEST(ConfineTo, ResolvesAbsoluteSymlinksAndDotDotInsideTheRoot) {

@@ -22,7 +22,7 @@ class FakeHttp : public Http {
  public:
   using Answer = std::function<HttpResponse(const HttpRequest&)>;
   void on(const std::string& method_url, Answer answer) { script_[method_url] = std::move(answer); }
-  void on(const std::string& method_url, HttpResponse response) {
+  void on(const std::string& method_url, const HttpResponse& response) {
     script_[method_url] = [response](const HttpRequest&) { return response; };
   }
   HttpResponse send(const HttpRequest& request) override {

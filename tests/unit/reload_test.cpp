@@ -71,7 +71,7 @@ ReloadInputs node(const std::string& scenario, const std::string& layout) {
   return in;
 }
 
-std::vector<HostsToml> modelOf(const std::string& yaml, CertsDOptions options) {
+std::vector<HostsToml> modelOf(const std::string& yaml, const CertsDOptions& options) {
   auto files = renderCertsD(yaml, "test", options);
   EXPECT_TRUE(files.ok()) << (files.ok() ? "" : files.error().message);
   return files.ok() ? files.value() : std::vector<HostsToml>{};
