@@ -65,7 +65,7 @@ Result<std::optional<CaBundle>> loadCa(const Config& config, const Root& root, D
   if (!bytes.value()) {
     return configError(where + path + " does not exist");
   }
-  auto bundle = loadCaBundle(*bytes.value(), path, deps.now);
+  auto bundle = loadCaBundle(*bytes.value(), path, deps.clock.wallNow());
   if (!bundle) {
     return configError(where + bundle.error().message);
   }
@@ -399,7 +399,7 @@ Result<std::optional<RestartTarget>> findRestartTarget(const ApplyOptions& optio
   if (auto why = whyNoRestart(options, config.k3s)) {
     return skip("no unit restarted: " + *why);
   }
-  auto systemd = deps.connect_systemd(deps.heartbeat);
+  auto systemd = deps.connect_systemd();
   if (!systemd) {
     return systemd.error();
   }
@@ -754,8 +754,8 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     return report;
   }
   // verify.preflight: the images through the new config, before anything is written.
-  if (auto checked = preflight(prepared.value().config, prepared.value().ca_pem,
-                               deps.resolve_images, deps.heartbeat);
+  if (auto checked =
+          preflight(prepared.value().config, prepared.value().ca_pem, deps.resolve_images);
       checked.error) {
     report.error = checked.error;
     return report;
@@ -820,8 +820,7 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     // No restart tells whether the new endpoints work, so the images are asked for through them
     // now (whatever verify.preflight says: the files are written, containerd pulls through them
     // at the next pull); one that does not resolve undoes the whole change.
-    const auto failures =
-        unresolvedImages(config, prepared.value().ca_pem, deps.resolve_images, deps.heartbeat);
+    const auto failures = unresolvedImages(config, prepared.value().ca_pem, deps.resolve_images);
     if (!failures.empty()) {
       const std::string cause =
           "verify the hot reload (verify.images through the new endpoints): " + joined(failures);
@@ -851,6 +850,8 @@ Report apply(const ApplyOptions& options, Deps& deps) {
     return report;
   }
 
+  // The system clock, not deps.clock: it is compared with the mtimes k3s gives the hosts.toml
+  // files it writes, which come from the kernel's clock whatever the test's clock says.
   const auto restart_started = std::chrono::system_clock::now();
   auto deadline = deps.clock.now() + config.k3s.restart_timeout;
   auto attempt = restartUntilHealthy(*target->systemd, deps.clock, target->unit, deadline);

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/clock.h"
 #include "agent/command.h"
 #include "agent/preflight.h"
 #include "agent/systemd.h"
@@ -27,18 +28,18 @@
 
 namespace k3sma {
 
-// The side effects apply needs, and the time it checks certificates against.
+// The seams of apply: the side effects it has, each with one real implementation and a fake in
+// the unit tests. Built with named fields ({.files = ..., .clock = ...}).
 struct Deps {
   Files& files;
   CommandRunner& commands;
-  std::chrono::system_clock::time_point now;
+  // Deadlines and sleeps, and the wall time certificates are checked against.
   Clock& clock;
   // Connects to systemd only when a restart is due: a run that changes nothing opens no bus.
-  // It is handed the heartbeat, for the waits inside a restart job.
-  std::function<Result<std::unique_ptr<Systemd>>(const Heartbeat&)> connect_systemd;
-  // Empty for the command line; the daemon's pings systemd's watchdog while an apply waits.
-  Heartbeat heartbeat = {};
-  // verify.preflight's resolver (agent/preflight.h): empty means the real registry client.
+  // The daemon's closure carries its watchdog heartbeat into the waits of a restart job.
+  std::function<Result<std::unique_ptr<Systemd>>()> connect_systemd;
+  // verify.preflight's resolver (agent/preflight.h): empty means the real registry client,
+  // without a heartbeat; the daemon's carries one.
   ImageResolver resolve_images = {};
 };
 

@@ -159,7 +159,13 @@ int runStagedRestore(const Options& o, Deps& deps) {
   }
   StagingFiles files(deps.files, o.stage, applyOptions(o).root);
   StagingCommands commands(o.stage);
-  Deps staged{files, commands, deps.now, deps.clock, deps.connect_systemd};
+  Deps staged{
+      .files = files,
+      .commands = commands,
+      .clock = deps.clock,
+      .connect_systemd = deps.connect_systemd,
+      .resolve_images = deps.resolve_images,
+  };
   ApplyOptions options = applyOptions(o);
   options.journal = false;  // the journal would be staged, and postrm would put it in place
   report = restore(options, staged);
@@ -342,7 +348,7 @@ int runCheck(const Options& o, Deps& deps) {
     // One client for the cache and every image: one handshake, one trust store.
     auto prober = Prober::create(p.config, p.ca_pem, kProbeTimeout);
     if (prober) {
-      auto outcome = prober.value()->probeAll(deps.now);
+      auto outcome = prober.value()->probeAll(deps.clock.wallNow());
       probe = std::move(outcome.cache);
       images = std::move(outcome.images);
     } else {

@@ -95,6 +95,7 @@ class HeartbeatClock final : public Clock {
   HeartbeatClock(Clock& inner, Heartbeat heartbeat)
       : inner_(inner), heartbeat_(std::move(heartbeat)) {}
   std::chrono::steady_clock::time_point now() override { return inner_.now(); }
+  std::chrono::system_clock::time_point wallNow() override { return inner_.wallNow(); }
   void sleepFor(std::chrono::milliseconds d) override {
     while (d > std::chrono::milliseconds::zero()) {
       const auto slice = std::min<std::chrono::milliseconds>(d, std::chrono::milliseconds(500));
@@ -141,10 +142,20 @@ class Daemon {
   Daemon(const ApplyOptions& options, Deps& deps)
       : options_(options),
         clock_(deps.clock, [this] { notifier_.heartbeat(); }),
-        deps_{deps.files, deps.commands,        deps.now,
-              clock_,     deps.connect_systemd, [this] { notifier_.heartbeat(); }} {
+        // The daemon's own seams: each wait an apply makes (a restart job, a settle sleep, a
+        // preflight request) pings systemd's watchdog, which the command line has none of.
+        deps_{
+            .files = deps.files,
+            .commands = deps.commands,
+            .clock = clock_,
+            .connect_systemd = [this] { return connectSystemd([this] { notifier_.heartbeat(); }); },
+            .resolve_images =
+                [this](const Config& config, const std::string& ca_pem) {
+                  return resolveWithCurl(config, ca_pem, [this] { notifier_.heartbeat(); });
+                },
+        } {
     status_.pid = ::getpid();
-    status_.started = std::chrono::system_clock::now();
+    status_.started = clock_.wallNow();
     status_.config_path = options_.config_path;
   }
 
@@ -299,7 +310,6 @@ class Daemon {
   // --- deciding and applying ---------------------------------------------------------------
 
   void evaluate() {
-    deps_.now = std::chrono::system_clock::now();
     auto prepared = prepare(options_, deps_);
     if (!prepared) {
       const std::string& message = prepared.error().message;
@@ -409,7 +419,7 @@ class Daemon {
     const Report r = apply(options_, deps_);
     ++status_.applies;
     ApplyRecord record;
-    record.time = std::chrono::system_clock::now();
+    record.time = clock_.wallNow();
     record.trigger = trigger;
     record.changed = r.changed;
     record.restarted = r.restarted;
@@ -507,7 +517,7 @@ class Daemon {
       return;
     }
     notifier_.heartbeat();
-    const auto now = std::chrono::system_clock::now();
+    const auto now = clock_.wallNow();
     // One client while the config stays: the connection, TLS session and trust store are
     // reused from one interval to the next.
     if (!prober_) {

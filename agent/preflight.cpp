@@ -18,10 +18,8 @@ std::vector<ImageResult> resolveWithCurl(const Config& config, const std::string
 }
 
 std::vector<std::string> unresolvedImages(const Config& config, const std::string& ca_pem,
-                                          const ImageResolver& resolver,
-                                          const std::function<void()>& while_waiting) {
-  const auto results =
-      resolver ? resolver(config, ca_pem) : resolveWithCurl(config, ca_pem, while_waiting);
+                                          const ImageResolver& resolver) {
+  const auto results = resolver ? resolver(config, ca_pem) : resolveWithCurl(config, ca_pem);
   std::vector<std::string> failures;
   for (const auto& r : results) {
     if (!r.up) {
@@ -32,13 +30,12 @@ std::vector<std::string> unresolvedImages(const Config& config, const std::strin
 }
 
 PreflightOutcome preflight(const Config& config, const std::string& ca_pem,
-                           const ImageResolver& resolver,
-                           const std::function<void()>& while_waiting) {
+                           const ImageResolver& resolver) {
   PreflightOutcome outcome;
   if (config.verify.preflight == Preflight::kNone || config.verify.images.empty()) {
     return outcome;
   }
-  const auto failures = unresolvedImages(config, ca_pem, resolver, while_waiting);
+  const auto failures = unresolvedImages(config, ca_pem, resolver);
   if (failures.empty()) {
     return outcome;
   }

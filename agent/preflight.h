@@ -30,15 +30,13 @@ struct PreflightOutcome {
 };
 
 // The error of each verify.images image that does not resolve through config (each names the
-// image, the URL and the registry's error); empty when all do. resolver empty: resolveWithCurl,
-// with while_waiting. The preflight and the check after a hot apply both ask through this.
+// image, the URL and the registry's error); empty when all do. resolver empty: resolveWithCurl.
+// The preflight and the check after a hot apply both ask through this.
 std::vector<std::string> unresolvedImages(const Config& config, const std::string& ca_pem,
-                                          const ImageResolver& resolver,
-                                          const std::function<void()>& while_waiting = {});
+                                          const ImageResolver& resolver);
 
-// resolver empty: resolveWithCurl, with while_waiting.
+// resolver empty: resolveWithCurl.
 PreflightOutcome preflight(const Config& config, const std::string& ca_pem,
-                           const ImageResolver& resolver,
-                           const std::function<void()>& while_waiting = {});
+                           const ImageResolver& resolver);
 
 }  // namespace k3sma

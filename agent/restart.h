@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/clock.h"
 #include "agent/systemd.h"
 #include "common/config.h"
 

@@ -3,7 +3,6 @@
 #include <systemd/sd-bus.h>
 
 #include <cerrno>
-#include <thread>
 
 #include "common/fs.h"
 #include "common/handle.h"
@@ -204,9 +203,5 @@ Result<std::unique_ptr<Systemd>> connectSystemd(Heartbeat heartbeat) {
   return std::unique_ptr<Systemd>(
       std::make_unique<BusSystemd>(std::move(bus), std::move(heartbeat)));
 }
-
-std::chrono::steady_clock::time_point RealClock::now() { return std::chrono::steady_clock::now(); }
-
-void RealClock::sleepFor(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
 
 }  // namespace k3sma

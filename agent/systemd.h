@@ -54,18 +54,4 @@ inline constexpr std::chrono::seconds kHeartbeatEvery{1};
 // the bus is missing or access was denied.
 Result<std::unique_ptr<Systemd>> connectSystemd(Heartbeat heartbeat = {});
 
-// Time, for waiting with deadlines; a fake in tests.
-class Clock {
- public:
-  virtual ~Clock() = default;
-  virtual std::chrono::steady_clock::time_point now() = 0;
-  virtual void sleepFor(std::chrono::milliseconds d) = 0;
-};
-
-class RealClock final : public Clock {
- public:
-  std::chrono::steady_clock::time_point now() override;
-  void sleepFor(std::chrono::milliseconds d) override;
-};
-
 }  // namespace k3sma

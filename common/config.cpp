@@ -177,20 +177,27 @@ class FileParser {
   }
 
  private:
-  using Handler = std::function<Status(const YAML::Node& key, const YAML::Node& value)>;
+  // A handler is given its key's full dotted name ("k3s.restart_timeout"), which section()
+  // computes from where the key sits: errors and origins name the key from there, so no handler
+  // spells its own key and a new key is one line in its section's table.
+  using Handler = std::function<Status(const std::string& key, const YAML::Node& key_node,
+                                       const YAML::Node& value)>;
+  // A reader turns a value into a T, or an error naming the key and line.
+  template <class T>
+  using Reader = Result<T> (FileParser::*)(const std::string& key, const YAML::Node& k,
+                                           const YAML::Node& v);
 
   Status document(const YAML::Node& root) {
-    return section(
-        root, "", 0,
-        {
-            {"registry",
-             [this](const YAML::Node& k, const YAML::Node& v) { return registry(k, v); }},
-            {"mirrors", [this](const YAML::Node& k, const YAML::Node& v) { return mirrors(k, v); }},
-            {"mode", [this](const YAML::Node& k, const YAML::Node& v) { return mode(k, v); }},
-            {"k3s", [this](const YAML::Node& k, const YAML::Node& v) { return k3s(k, v); }},
-            {"daemon", [this](const YAML::Node& k, const YAML::Node& v) { return daemon(k, v); }},
-            {"verify", [this](const YAML::Node& k, const YAML::Node& v) { return verify(k, v); }},
-        });
+    return section(root, "", 0,
+                   {
+                       {"registry", method(&FileParser::registry)},
+                       {"mirrors", method(&FileParser::mirrors)},
+                       {"mode", setChoice(config_.mode, {{"path", MirrorMode::kPath},
+                                                         {"rewrite", MirrorMode::kRewrite}})},
+                       {"k3s", method(&FileParser::k3s)},
+                       {"daemon", method(&FileParser::daemon)},
+                       {"verify", method(&FileParser::verify)},
+                   });
   }
 
   Error at(int line, const std::string& key, const std::string& reason) const {
@@ -219,7 +226,7 @@ class FileParser {
       std::erase(*listed_keys_, name);
       for (const auto& [key, handler] : handlers) {
         listed_keys_->push_back(join(name, key));
-        (void)handler(YAML::Node(), YAML::Node());
+        (void)handler(join(name, key), YAML::Node(), YAML::Node());
       }
       return Ok{};
     }
@@ -255,14 +262,14 @@ class FileParser {
         }
         return at(lineOf(k), full, "unknown key (known keys here: " + known + ")" + hint);
       }
-      if (auto handled = handler->second(k, v); !handled) {
+      if (auto handled = handler->second(full, k, v); !handled) {
         return handled;
       }
     }
     return Ok{};
   }
 
-  Result<std::string> scalar(const YAML::Node& k, const YAML::Node& v, const std::string& key) {
+  Result<std::string> scalar(const std::string& key, const YAML::Node& k, const YAML::Node& v) {
     if (v.IsNull()) {
       return at(k, v, key, "has no value");
     }
@@ -275,8 +282,8 @@ class FileParser {
   }
 
   // Strict booleans: YAML 1.1's yes/no/on/off are exactly the kind of surprise to refuse.
-  Result<bool> boolean(const YAML::Node& k, const YAML::Node& v, const std::string& key) {
-    auto s = scalar(k, v, key);
+  Result<bool> boolean(const std::string& key, const YAML::Node& k, const YAML::Node& v) {
+    auto s = scalar(key, k, v);
     if (!s) {
       return s.error();
     }
@@ -289,9 +296,9 @@ class FileParser {
     return at(k, v, key, "must be true or false, got \"" + s.value() + "\"");
   }
 
-  Result<Duration> duration(const YAML::Node& k, const YAML::Node& v, const std::string& key,
+  Result<Duration> duration(const std::string& key, const YAML::Node& k, const YAML::Node& v,
                             bool allow_zero) {
-    auto s = scalar(k, v, key);
+    auto s = scalar(key, k, v);
     if (!s) {
       return s.error();
     }
@@ -305,11 +312,18 @@ class FileParser {
     }
     return *d;
   }
+  Result<Duration> anyDuration(const std::string& key, const YAML::Node& k, const YAML::Node& v) {
+    return duration(key, k, v, true);
+  }
+  Result<Duration> positiveDuration(const std::string& key, const YAML::Node& k,
+                                    const YAML::Node& v) {
+    return duration(key, k, v, false);
+  }
 
   template <class E>
-  Result<E> choice(const YAML::Node& k, const YAML::Node& v, const std::string& key,
+  Result<E> choice(const std::string& key, const YAML::Node& k, const YAML::Node& v,
                    const std::vector<std::pair<std::string, E>>& choices) {
-    auto s = scalar(k, v, key);
+    auto s = scalar(key, k, v);
     if (!s) {
       return s.error();
     }
@@ -323,9 +337,9 @@ class FileParser {
     return at(k, v, key, "must be " + names + ", got \"" + s.value() + "\"");
   }
 
-  Result<std::string> absolutePath(const YAML::Node& k, const YAML::Node& v,
-                                   const std::string& key) {
-    auto s = scalar(k, v, key);
+  Result<std::string> absolutePath(const std::string& key, const YAML::Node& k,
+                                   const YAML::Node& v) {
+    auto s = scalar(key, k, v);
     if (!s) {
       return s.error();
     }
@@ -335,74 +349,99 @@ class FileParser {
     return s;
   }
 
-  Status registry(const YAML::Node& name, const YAML::Node& node) {
+  // The handlers the tables list: one per kind of value, each storing what its reader returns
+  // in a field of config_ (which outlives every handler).
+  template <class T, class Read>
+  static Handler store(T& field, Read read) {
+    return
+        [&field, read](const std::string& key, const YAML::Node& k, const YAML::Node& v) -> Status {
+          auto value = read(key, k, v);
+          if (!value) {
+            return value.error();
+          }
+          field = std::move(value.value());
+          return Ok{};
+        };
+  }
+  template <class T>
+  Handler set(T& field, Reader<T> read) {
+    return store(field, [this, read](const std::string& key, const YAML::Node& k,
+                                     const YAML::Node& v) { return (this->*read)(key, k, v); });
+  }
+  template <class E>
+  Handler setChoice(E& field, std::vector<std::pair<std::string, E>> choices) {
+    return store(field, [this, choices = std::move(choices)](
+                            const std::string& key, const YAML::Node& k, const YAML::Node& v) {
+      return choice(key, k, v, choices);
+    });
+  }
+  // A single value with a check of its own: check returns what to store (the value, or it
+  // spelled the long way), or an error whose message is the reason, placed at the key's line.
+  using Check = std::function<Result<std::string>(const std::string& value)>;
+  Handler setText(std::string& field, Check check) {
+    return store(field,
+                 [this, check = std::move(check)](const std::string& key, const YAML::Node& k,
+                                                  const YAML::Node& v) -> Result<std::string> {
+                   auto s = scalar(key, k, v);
+                   if (!s) {
+                     return s.error();
+                   }
+                   auto checked = check(s.value());
+                   if (!checked) {
+                     return at(k, v, key, checked.error().message);
+                   }
+                   return checked;
+                 });
+  }
+  // A section, or a value a function of its own parses.
+  using Method = Status (FileParser::*)(const std::string& key, const YAML::Node& k,
+                                        const YAML::Node& v);
+  Handler method(Method m) {
+    return [this, m](const std::string& key, const YAML::Node& k, const YAML::Node& v) {
+      return (this->*m)(key, k, v);
+    };
+  }
+
+  Status registry(const std::string& key, const YAML::Node& name, const YAML::Node& node) {
     auto& r = config_.registry;
-    return section(node, "registry", lineOf(name),
+    return section(node, key, lineOf(name),
                    {
-                       {"url",
-                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-                          auto s = scalar(k, v, "registry.url");
-                          if (!s) {
-                            return s.error();
-                          }
-                          return parseUrl(k, v, s.value());
-                        }},
-                       {"ca_file",
-                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-                          auto s = absolutePath(k, v, "registry.ca_file");
-                          if (!s) {
-                            return s.error();
-                          }
-                          r.ca_file = s.value();
-                          return Ok{};
-                        }},
-                       {"insecure_skip_verify",
-                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-                          auto b = boolean(k, v, "registry.insecure_skip_verify");
-                          if (!b) {
-                            return b.error();
-                          }
-                          r.insecure_skip_verify = b.value();
-                          return Ok{};
-                        }},
-                       {"auth",
-                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-                          if (!r.auth) {
-                            r.auth.emplace();
-                          }
-                          record("registry.auth", k);
-                          return section(
-                              v, "registry.auth", lineOf(k),
-                              {
-                                  {"username",
-                                   [&](const YAML::Node& uk, const YAML::Node& uv) -> Status {
-                                     auto s = scalar(uk, uv, "registry.auth.username");
-                                     if (!s) {
-                                       return s.error();
-                                     }
-                                     if (s.value().empty()) {
-                                       return at(uk, uv, "registry.auth.username",
-                                                 "must not be empty");
-                                     }
-                                     r.auth->username = s.value();
-                                     return Ok{};
-                                   }},
-                                  {"password_file",
-                                   [&](const YAML::Node& pk, const YAML::Node& pv) -> Status {
-                                     auto s = absolutePath(pk, pv, "registry.auth.password_file");
-                                     if (!s) {
-                                       return s.error();
-                                     }
-                                     r.auth->password_file = s.value();
-                                     return Ok{};
-                                   }},
-                              });
-                        }},
+                       {"url", method(&FileParser::url)},
+                       {"ca_file", set(r.ca_file, &FileParser::absolutePath)},
+                       {"insecure_skip_verify", set(r.insecure_skip_verify, &FileParser::boolean)},
+                       {"auth", method(&FileParser::auth)},
                    });
   }
 
-  Status parseUrl(const YAML::Node& k, const YAML::Node& v, const std::string& url) {
-    const std::string key = "registry.url";
+  Status auth(const std::string& key, const YAML::Node& name, const YAML::Node& node) {
+    auto& r = config_.registry;
+    if (!r.auth) {
+      r.auth.emplace();
+    }
+    record(key, name);
+    return section(node, key, lineOf(name),
+                   {
+                       {"username", setText(r.auth->username,
+                                            [](const std::string& s) -> Result<std::string> {
+                                              if (s.empty()) {
+                                                return configError("must not be empty");
+                                              }
+                                              return s;
+                                            })},
+                       {"password_file", set(r.auth->password_file, &FileParser::absolutePath)},
+                   });
+  }
+
+  Status url(const std::string& key, const YAML::Node& k, const YAML::Node& v) {
+    auto s = scalar(key, k, v);
+    if (!s) {
+      return s.error();
+    }
+    return parseUrl(key, k, v, s.value());
+  }
+
+  Status parseUrl(const std::string& key, const YAML::Node& k, const YAML::Node& v,
+                  const std::string& url) {
     auto& r = config_.registry;
     std::string rest;
     // Credentials are never echoed: not in this message, nor in any below (the message goes to
@@ -511,12 +550,12 @@ class FileParser {
   }
 
  private:
-  Status mirrors(const YAML::Node& name, const YAML::Node& node) {
+  Status mirrors(const std::string& section_key, const YAML::Node& name, const YAML::Node& node) {
     if (node.IsNull()) {
       return Ok{};
     }
     if (!node.IsMap()) {
-      return at(lineOf(name), "mirrors",
+      return at(lineOf(name), section_key,
                 "must be a mapping of upstream registry to proxy-cache project, e.g. "
                 "\"docker.io: dockerhub-proxy\"");
     }
@@ -525,10 +564,10 @@ class FileParser {
       const YAML::Node& k = item.first;
       const YAML::Node& v = item.second;
       if (!k.IsScalar()) {
-        return at(lineOf(k), "mirrors", "keys must be registry host names");
+        return at(lineOf(k), section_key, "keys must be registry host names");
       }
       const std::string upstream = k.Scalar();
-      const std::string key = "mirrors." + upstream;
+      const std::string key = section_key + "." + upstream;
       if (!seen.insert(upstream).second) {
         return at(lineOf(k), key, "duplicate key");
       }
@@ -552,7 +591,7 @@ class FileParser {
                       [](char c) { return c >= 'A' && c <= 'Z'; })) {
         return at(lineOf(k), key, "write registry hosts in lower case, as image names do");
       }
-      auto project = scalar(k, v, key);
+      auto project = scalar(key, k, v);
       if (!project) {
         return project.error();
       }
@@ -573,179 +612,100 @@ class FileParser {
     return Ok{};
   }
 
-  Status mode(const YAML::Node& k, const YAML::Node& v) {
-    auto m = choice<MirrorMode>(k, v, "mode",
-                                {{"path", MirrorMode::kPath}, {"rewrite", MirrorMode::kRewrite}});
-    if (!m) {
-      return m.error();
-    }
-    config_.mode = m.value();
-    return Ok{};
-  }
-
-  Status k3s(const YAML::Node& name, const YAML::Node& node) {
+  Status k3s(const std::string& key, const YAML::Node& name, const YAML::Node& node) {
     auto& s = config_.k3s;
     return section(
-        node, "k3s", lineOf(name),
+        node, key, lineOf(name),
         {
             {"distribution",
-             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-               auto d = choice<Distribution>(k, v, "k3s.distribution",
-                                             {{std::string(kK3sFacts.name), Distribution::kK3s},
-                                              {std::string(kRke2Facts.name), Distribution::kRke2}});
-               if (!d) {
-                 return d.error();
-               }
-               s.distribution = d.value();
-               return Ok{};
-             }},
-            {"unit",
-             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-               auto u = scalar(k, v, "k3s.unit");
-               if (!u) {
-                 return u.error();
-               }
-               std::string unit = u.value();
-               if (unit != "auto") {
-                 if (!isUnitName(unit)) {
-                   return at(k, v, "k3s.unit", "\"" + unit + "\" is not a systemd unit name");
-                 }
-                 // systemctl accepts "k3s" for "k3s.service"; so do we, but say it the long way.
-                 if (unit.find('.') == std::string::npos) {
-                   unit += ".service";
-                 } else if (unit.size() < 8 || unit.substr(unit.size() - 8) != ".service") {
-                   return at(k, v, "k3s.unit", "must be a .service unit, got \"" + unit + "\"");
-                 }
-               }
-               s.unit = unit;
-               return Ok{};
-             }},
-            {"restart",
-             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-               auto r = choice<RestartPolicy>(
-                   k, v, "k3s.restart",
-                   {{"on-change", RestartPolicy::kOnChange}, {"never", RestartPolicy::kNever}});
-               if (!r) {
-                 return r.error();
-               }
-               s.restart = r.value();
-               return Ok{};
-             }},
-            {"reload",
-             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-               auto r = choice<ReloadPolicy>(
-                   k, v, "k3s.reload",
-                   {{"auto", ReloadPolicy::kAuto}, {"restart", ReloadPolicy::kRestart}});
-               if (!r) {
-                 return r.error();
-               }
-               s.reload = r.value();
-               return Ok{};
-             }},
-            {"restart_timeout",
-             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-               auto d = duration(k, v, "k3s.restart_timeout", false);
-               if (!d) {
-                 return d.error();
-               }
-               s.restart_timeout = d.value();
-               return Ok{};
-             }},
+             setChoice(s.distribution, {{std::string(kK3sFacts.name), Distribution::kK3s},
+                                        {std::string(kRke2Facts.name), Distribution::kRke2}})},
+            {"unit", setText(s.unit, checkUnit)},
+            {"restart", setChoice(s.restart, {{"on-change", RestartPolicy::kOnChange},
+                                              {"never", RestartPolicy::kNever}})},
+            {"reload", setChoice(s.reload, {{"auto", ReloadPolicy::kAuto},
+                                            {"restart", ReloadPolicy::kRestart}})},
+            {"restart_timeout", set(s.restart_timeout, &FileParser::positiveDuration)},
         });
   }
 
-  Status daemon(const YAML::Node& name, const YAML::Node& node) {
+  static Result<std::string> checkUnit(const std::string& value) {
+    std::string unit = value;
+    if (unit == "auto") {
+      return unit;
+    }
+    if (!isUnitName(unit)) {
+      return configError("\"" + unit + "\" is not a systemd unit name");
+    }
+    // systemctl accepts "k3s" for "k3s.service"; so do we, but say it the long way.
+    if (unit.find('.') == std::string::npos) {
+      unit += ".service";
+    } else if (unit.size() < 8 || unit.substr(unit.size() - 8) != ".service") {
+      return configError("must be a .service unit, got \"" + unit + "\"");
+    }
+    return unit;
+  }
+
+  Status daemon(const std::string& key, const YAML::Node& name, const YAML::Node& node) {
     auto& d = config_.daemon;
-    auto set_duration = [this](const std::string& key, Duration* field) {
-      return [this, key, field](const YAML::Node& k, const YAML::Node& v) -> Status {
-        auto parsed = duration(k, v, key, true);
-        if (!parsed) {
-          return parsed.error();
-        }
-        *field = parsed.value();
-        return Ok{};
-      };
-    };
-    return section(
-        node, "daemon", lineOf(name),
-        {
-            {"debounce", set_duration("daemon.debounce", &d.debounce)},
-            {"splay", set_duration("daemon.splay", &d.splay)},
-            {"probe_interval", set_duration("daemon.probe_interval", &d.probe_interval)},
-            {"drift",
-             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-               auto p = choice<DriftPolicy>(
-                   k, v, "daemon.drift",
-                   {{"correct", DriftPolicy::kCorrect}, {"report", DriftPolicy::kReport}});
-               if (!p) {
-                 return p.error();
-               }
-               d.drift = p.value();
-               return Ok{};
-             }},
-            {"metrics_textfile",
-             [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-               auto s = scalar(k, v, "daemon.metrics_textfile");
-               if (!s) {
-                 return s.error();
-               }
-               if (!s.value().empty()) {
-                 if (s.value().front() != '/') {
-                   return at(k, v, "daemon.metrics_textfile", "must be an absolute path or \"\"");
-                 }
-                 if (s.value().size() < 5 || s.value().substr(s.value().size() - 5) != ".prom") {
-                   return at(k, v, "daemon.metrics_textfile",
-                             "must end in .prom, or node_exporter's textfile collector ignores it");
-                 }
-               }
-               d.metrics_textfile = s.value();
-               return Ok{};
-             }},
-        });
+    return section(node, key, lineOf(name),
+                   {
+                       {"debounce", set(d.debounce, &FileParser::anyDuration)},
+                       {"splay", set(d.splay, &FileParser::anyDuration)},
+                       {"probe_interval", set(d.probe_interval, &FileParser::anyDuration)},
+                       {"drift", setChoice(d.drift, {{"correct", DriftPolicy::kCorrect},
+                                                     {"report", DriftPolicy::kReport}})},
+                       {"metrics_textfile", setText(d.metrics_textfile, checkMetricsTextfile)},
+                   });
+  }
+
+  static Result<std::string> checkMetricsTextfile(const std::string& path) {
+    if (path.empty()) {
+      return path;  // no textfile
+    }
+    if (path.front() != '/') {
+      return configError("must be an absolute path or \"\"");
+    }
+    if (path.size() < 5 || path.substr(path.size() - 5) != ".prom") {
+      return configError("must end in .prom, or node_exporter's textfile collector ignores it");
+    }
+    return path;
   }
 
   // verify: images to resolve through the cache, and whether apply waits for them. Whether an
   // image's host is mirrored is checked once all files are merged (checkComplete).
-  Status verify(const YAML::Node& name, const YAML::Node& node) {
+  Status verify(const std::string& key, const YAML::Node& name, const YAML::Node& node) {
     auto& verify = config_.verify;
-    return section(node, "verify", lineOf(name),
-                   {
-                       {"images",
-                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-                          if (!v.IsNull() && !v.IsSequence()) {
-                            return at(k, v, "verify.images",
-                                      "must be a list of image references, e.g. "
-                                      "[docker.io/library/busybox:1.36]");
-                          }
-                          record("verify.images", k);
-                          verify.images.clear();
-                          for (const auto& item : v) {
-                            if (!item.IsScalar()) {
-                              return at(lineOf(item), "verify.images",
-                                        "each entry must be one reference");
-                            }
-                            auto ref = parseImageReference(item.Scalar());
-                            if (!ref) {
-                              return at(lineOf(item), "verify.images", ref.error().message);
-                            }
-                            verify.images.push_back({item.Scalar(), std::move(ref.value()),
-                                                     file_ + ":" + std::to_string(lineOf(item))});
-                          }
-                          return Ok{};
-                        }},
-                       {"preflight",
-                        [&](const YAML::Node& k, const YAML::Node& v) -> Status {
-                          auto p = choice<Preflight>(k, v, "verify.preflight",
-                                                     {{"none", Preflight::kNone},
-                                                      {"warn", Preflight::kWarn},
-                                                      {"require", Preflight::kRequire}});
-                          if (!p) {
-                            return p.error();
-                          }
-                          verify.preflight = p.value();
-                          return Ok{};
-                        }},
-                   });
+    return section(
+        node, key, lineOf(name),
+        {
+            {"images", method(&FileParser::images)},
+            {"preflight", setChoice(verify.preflight, {{"none", Preflight::kNone},
+                                                       {"warn", Preflight::kWarn},
+                                                       {"require", Preflight::kRequire}})},
+        });
+  }
+
+  Status images(const std::string& key, const YAML::Node& k, const YAML::Node& v) {
+    auto& verify = config_.verify;
+    if (!v.IsNull() && !v.IsSequence()) {
+      return at(k, v, key,
+                "must be a list of image references, e.g. [docker.io/library/busybox:1.36]");
+    }
+    record(key, k);
+    verify.images.clear();
+    for (const auto& item : v) {
+      if (!item.IsScalar()) {
+        return at(lineOf(item), key, "each entry must be one reference");
+      }
+      auto ref = parseImageReference(item.Scalar());
+      if (!ref) {
+        return at(lineOf(item), key, ref.error().message);
+      }
+      verify.images.push_back(
+          {item.Scalar(), std::move(ref.value()), file_ + ":" + std::to_string(lineOf(item))});
+    }
+    return Ok{};
   }
 
   const std::string& file_;

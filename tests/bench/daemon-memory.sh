@@ -5,6 +5,14 @@
 #   - resident memory (VmRSS) after start, and after 1,000 config change events, each one an
 #     apply that rewrites registries.yaml (k3s.restart: never, so no k3s restart is in the loop;
 #     debounce 0 so every event is applied on its own), with the peak (VmHWM);
+#   - beside each RSS, PSS and private memory (/proc/PID/smaps_rollup): RSS counts every page of
+#     libstdc++, libcrypto, libsystemd... the daemon maps, though every process on the node
+#     that uses them shares those pages. PSS charges each shared page divided by the number of
+#     processes mapping it; private (Private_Clean + Private_Dirty) is what only the daemon
+#     maps, what stopping it would give back. Private includes library text no other process
+#     maps at the moment: here the node's root filesystem is a copy of its own, so the node's
+#     libcrypto is mapped by the daemon alone. Anonymous (heap, stack, data) is the daemon's
+#     own memory whatever else runs;
 #   - CPU time and wake-ups (voluntary context switches) over an idle window, extrapolated to
 #     10 minutes, beside what the timers explain: the watchdog ping every WatchdogSec/2 (15 s)
 #     and the probe every probe_interval.
@@ -37,7 +45,13 @@ pid=$(in_node systemctl show -p MainPID --value k3s-mirror-agent.service)
 mem() { in_node grep "^$1:" "/proc/$pid/status" | awk '{print $2}'; }  # kB
 cpu_ticks() { in_node cat "/proc/$pid/stat" | awk '{print $14 + $15}'; }
 wakeups() { mem voluntary_ctxt_switches; }
+rollup() { in_node cat "/proc/$pid/smaps_rollup" | awk -v f="$1:" '$1 == f {print $2}'; }  # kB
+private() { echo $(($(rollup Private_Clean) + $(rollup Private_Dirty))); }
+mib() { echo "$1 / 1024" | bc -l; }
 rss_start=$(mem VmRSS)
+pss_start=$(rollup Pss)
+private_start=$(private)
+anon_start=$(rollup Anonymous)
 
 # 1,000 events, applied one by one: flip docker.io's project, wait for status.json to count
 # the apply. All inside the node, so entering it is not in the figure.
@@ -53,6 +67,9 @@ in_node bash -c '
 t1=$(date +%s%N)
 wait_applies $((base + EVENTS))
 rss_events=$(mem VmRSS)
+pss_events=$(rollup Pss)
+private_events=$(private)
+anon_events=$(rollup Anonymous)
 hwm=$(mem VmHWM)
 
 # Idle: nothing changes; only the watchdog and probe timers should wake the daemon.
@@ -68,9 +85,12 @@ for _ in $(seq 100); do /bin/true; done
 true_ms=$(echo "($(date +%s%N) - $tt0) / 100000000" | bc -l)
 
 echo "daemon memory and idle cost ($(uname -m), $(nproc) cores)"
-printf '  resident after start:            %6.2f MiB\n' "$(echo "$rss_start / 1024" | bc -l)"
-printf '  resident after %d applies:      %6.2f MiB  (peak %.2f MiB)\n' "$EVENTS" \
-  "$(echo "$rss_events / 1024" | bc -l)" "$(echo "$hwm / 1024" | bc -l)"
+printf '  after start:        RSS %6.2f MiB, PSS %6.2f MiB, private %6.2f MiB, anonymous %.2f MiB\n' \
+  "$(mib "$rss_start")" "$(mib "$pss_start")" "$(mib "$private_start")" "$(mib "$anon_start")"
+printf '  after %d applies: RSS %6.2f MiB, PSS %6.2f MiB, private %6.2f MiB, anonymous %.2f MiB\n' \
+  "$EVENTS" "$(mib "$rss_events")" "$(mib "$pss_events")" "$(mib "$private_events")" \
+  "$(mib "$anon_events")"
+printf '  peak RSS (VmHWM): %.2f MiB\n' "$(mib "$hwm")"
 printf '  %d config events applied in %.1f s (%.1f ms each, status.json polled in the node)\n' \
   "$EVENTS" "$(echo "($t1 - $t0) / 1000000000" | bc -l)" "$(echo "($t1 - $t0) / 1000000 / $EVENTS" | bc -l)"
 printf '  idle %d s: CPU %d ticks (%.3f s), %d wake-ups\n' "$IDLE_SECONDS" "$((c1 - c0))" \

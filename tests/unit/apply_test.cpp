@@ -20,6 +20,7 @@
 #include "common/registries.h"
 #include "common/reload.h"
 #include "tests/support/certs.h"
+#include "tests/support/fake_clock.h"
 
 namespace k3sma {
 namespace {
@@ -131,16 +132,6 @@ class RecordingCommands final : public CommandRunner {
 
 const auto kNow = std::chrono::system_clock::time_point(std::chrono::hours(24 * 365 * 56));
 
-// Time passes only when something sleeps: the 2 s settle of a restart takes no real time.
-class FakeClock final : public Clock {
- public:
-  std::chrono::steady_clock::time_point now() override { return now_; }
-  void sleepFor(std::chrono::milliseconds d) override { now_ += d; }
-
- private:
-  std::chrono::steady_clock::time_point now_{};
-};
-
 // k3s.service, loaded and active; each restart job ends with the next of `jobs` ("done" when
 // they run out), "refused" being systemd refusing to queue it at all.
 class FakeSystemd final : public Systemd {
@@ -221,14 +212,18 @@ class ApplyOnScratchRoot : public ::testing::Test {
   // With --root no unit is restarted, so systemd must never be asked — unless a test drives
   // the restart branches (restart_under_root) over systemd_.
   Deps deps() {
-    return Deps{disk_, commands_, kNow, clock_,
-                [this](const Heartbeat&) -> Result<std::unique_ptr<Systemd>> {
-                  if (!restart_under_root_) {
-                    ADD_FAILURE() << "systemd was contacted under --root";
-                    return Error{"no systemd in this test", ErrorKind::kApply};
-                  }
-                  return std::unique_ptr<Systemd>(new ForwardingSystemd(systemd_));
-                }};
+    return Deps{
+        .files = disk_,
+        .commands = commands_,
+        .clock = clock_,
+        .connect_systemd = [this]() -> Result<std::unique_ptr<Systemd>> {
+          if (!restart_under_root_) {
+            ADD_FAILURE() << "systemd was contacted under --root";
+            return Error{"no systemd in this test", ErrorKind::kApply};
+          }
+          return std::unique_ptr<Systemd>(new ForwardingSystemd(systemd_));
+        },
+    };
   }
   // Hands apply a Systemd it may own, backed by the test's.
   class ForwardingSystemd final : public Systemd {
@@ -284,7 +279,7 @@ mirrors:
   testing::TestCert ca_;
   DiskWithFaults disk_{root_.dir(), dir_.path()};
   RecordingCommands commands_{dir_.path()};
-  FakeClock clock_;
+  testing::FakeClock clock_{kNow};
   FakeSystemd systemd_;
   bool restart_under_root_ = false;
 };

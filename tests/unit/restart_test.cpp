@@ -7,21 +7,15 @@
 #include <functional>
 #include <map>
 
+#include "tests/support/fake_clock.h"
+
 namespace k3sma {
 namespace {
 
 using namespace std::chrono_literals;
 using TimePoint = std::chrono::steady_clock::time_point;
 
-class FakeClock final : public Clock {
- public:
-  TimePoint now() override { return now_; }
-  void sleepFor(std::chrono::milliseconds d) override { now_ += d; }
-  TimePoint start() const { return TimePoint{}; }
-
- private:
-  TimePoint now_{};
-};
+using testing::FakeClock;
 
 class FakeSystemd final : public Systemd {
  public:
