@@ -12,8 +12,8 @@
 # project, both paths.
 # Each round pulls an image of its own, so every pull fetches its manifest and blobs through the
 # cache (nothing is in containerd's store yet). The apply includes update-ca-certificates only at
-# the first apply (not timed) and the restart's settle time (2 s: the unit must stay active).
-# The restart path's apply includes the restart's settle time (2 s: the unit must stay active).
+# the first apply (not timed); the restart path's apply includes the restart's settle time (2 s:
+# the unit must stay active).
 # Usage: tests/bench/node-pull.sh [ROUNDS]   (after a build in build/release; default 5 rounds)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,6 +37,22 @@ stats() {  # stats NAME VALUES...: median, min and max in ms
 }
 project=dockerhub-proxy
 i=0
+# first_pull: round $i's image pulled through $project, timed. The first pull that succeeds:
+# once the change is applied containerd reads the new files, so this is one try unless something
+# is wrong (then it is retried for 30 s). Sets t2 (pull done), then t3..t4 around /bin/true
+# entered the same way; the caller's locals (dynamic scope).
+first_pull() {
+  local deadline=$((SECONDS + 30))
+  until pull "bench$i"; do
+    [ $SECONDS -lt $deadline ] || fail "no pull of bench$i succeeded: $(tail -3 "$WORK/pull-bench$i.log")"
+  done
+  t2=$(now_ms)
+  served_by "$CACHE_LOG" "bench$i" $project || fail "bench$i was not served by the project $project"
+  ! requested "$HUB_LOG" "bench$i" || fail "bench$i went to Docker Hub"
+  t3=$(now_ms)
+  in_node /bin/true
+  t4=$(now_ms)
+}
 # bench MODE: ROUNDS mirror changes with k3s.reload: MODE, the figures printed.
 bench() {
   mkdir -p "$NODE/etc/k3s-mirror-agent/config.d"
@@ -50,18 +66,7 @@ bench() {
     t0=$(now_ms)
     in_node k3s-mirror-agent apply -q >"$WORK/apply-$i.log" 2>&1 || fail "apply $i failed: $(cat "$WORK/apply-$i.log")"
     t1=$(now_ms)
-    # The first pull that succeeds: right after apply returns containerd reads the new files,
-    # so this is one try unless something is wrong (then it is retried for 30 s).
-    deadline=$((SECONDS + 30))
-    until pull "bench$i"; do
-      [ $SECONDS -lt $deadline ] || fail "no pull of bench$i succeeded: $(tail -3 "$WORK/pull-bench$i.log")"
-    done
-    t2=$(now_ms)
-    served_by "$CACHE_LOG" "bench$i" $project || fail "bench$i was not served by the project $project"
-    ! requested "$HUB_LOG" "bench$i" || fail "bench$i went to Docker Hub"
-    t3=$(now_ms)
-    in_node /bin/true
-    t4=$(now_ms)
+    first_pull
     total+=($((t2 - t0))) apply_ms+=($((t1 - t0))) pull_ms+=($((t2 - t1))) true_ms+=($((t4 - t3)))
   done
   echo "mirror change, k3s.reload: $1, $rounds rounds on a booted server node (nsenter into the node):"
@@ -95,16 +100,7 @@ bench_daemon() {
     done
     t1=$(now_ms)
     [ "$(djson .last_apply.error)" = null ] || fail "the daemon's apply $i failed: $(daemon_status)"
-    deadline=$((SECONDS + 30))
-    until pull "bench$i"; do
-      [ $SECONDS -lt $deadline ] || fail "no pull of bench$i succeeded: $(tail -3 "$WORK/pull-bench$i.log")"
-    done
-    t2=$(now_ms)
-    served_by "$CACHE_LOG" "bench$i" $project || fail "bench$i was not served by the project $project"
-    ! requested "$HUB_LOG" "bench$i" || fail "bench$i went to Docker Hub"
-    t3=$(now_ms)
-    in_node /bin/true
-    t4=$(now_ms)
+    first_pull
     total+=($((t2 - t0))) applied_ms+=($((t1 - t0))) true_ms+=($((t4 - t3)))
   done
   in_node systemctl stop k3s-mirror-agent.service
