@@ -72,8 +72,9 @@ private_events=$(private)
 anon_events=$(rollup Anonymous)
 hwm=$(mem VmHWM)
 
-# Idle: nothing changes; only the watchdog and probe timers should wake the daemon.
-sleep 2
+# Idle: nothing changes; only the watchdog and probe timers should wake the daemon. The window
+# starts once status.json says nothing is pending (the look the last apply's writes raise).
+wait_until 30 "the daemon idle after the events" daemon_idle
 c0=$(cpu_ticks)
 w0=$(wakeups)
 sleep "$IDLE_SECONDS"
