@@ -104,18 +104,36 @@ node_boot() {
   booted_node "$NSPAWN_PID" "$WORK/console.log" $((SECONDS + ${BOOT_TIMEOUT:-60})) node
 }
 
+# node_init NSPAWN-PID: prints the node's init, the child of systemd-nspawn that is PID 1 of a
+# PID namespace of its own. nspawn first forks an "outer child" in the host's PID namespace
+# (clone(CLONE_NEWNS)), which forks the init (CLONE_NEWPID) and exits; the init is then
+# re-parented to nspawn (strace shows it). Taken for the init, that short-lived outer child made
+# every nsenter fail until the boot timed out (seen once in CI: "did not finish booting
+# (state: )").
+node_init() {
+  local p host_ns
+  host_ns=$(readlink /proc/self/ns/pid)
+  for p in $(pgrep -P "$1" 2>/dev/null); do
+    [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null)" != "$host_ns" ] || continue
+    echo "$p"
+    return 0
+  done
+  return 1
+}
+
 # booted_node NSPAWN-PID CONSOLE-LOG DEADLINE NAME: sets PID1 (the node's init) once it runs,
 # then waits until systemd has started the node and lets users log in.
 booted_node() {
   local nspawn=$1 console=$2 deadline=$3 name=$4 state=""
-  until PID1=$(pgrep -P "$nspawn" 2>/dev/null) && [ -n "$PID1" ]; do
+  until PID1=$(node_init "$nspawn"); do
     [ $SECONDS -lt "$deadline" ] || fail "$name did not start: $(tail -5 "$console")"
     sleep 0.1
   done
   # is-system-running exits non-zero for "degraded" too: read what it says, not its status.
   until state=$(in_node systemctl is-system-running 2>/dev/null || true) &&
         { [ "$state" = running ] || [ "$state" = degraded ]; }; do
-    [ $SECONDS -lt "$deadline" ] || fail "$name did not finish booting (state: $state)"
+    [ $SECONDS -lt "$deadline" ] ||
+      fail "$name did not finish booting (state: $state); console: $(tail -5 "$console")"
     sleep 0.2
   done
   # pam_nologin refuses logins while /run/nologin exists ("System is booting up"); it was seen
