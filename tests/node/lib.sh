@@ -130,10 +130,19 @@ booted_node() {
     sleep 0.1
   done
   # is-system-running exits non-zero for "degraded" too: read what it says, not its status.
-  until state=$(in_node systemctl is-system-running 2>/dev/null || true) &&
+  # The init is looked up again before each try (a stale PID1 would fail every nsenter), and a
+  # try that hangs (systemctl waits up to 25 s for the bus) is cut short so the deadline holds.
+  # Twice in CI the state stayed empty for the whole minute while the console showed the boot
+  # done: the failure names what was tried and what it said, to find out why.
+  local why="$WORK/boot-$name.err"
+  until PID1=$(node_init "$nspawn") &&
+        state=$(timeout 10 nsenter -t "$PID1" -a systemctl is-system-running 2>"$why" || true) &&
         { [ "$state" = running ] || [ "$state" = degraded ]; }; do
     [ $SECONDS -lt "$deadline" ] ||
-      fail "$name did not finish booting (state: $state); console: $(tail -5 "$console")"
+      fail "$name did not finish booting (state: $state; init: ${PID1:-none}," \
+        "$(cat "/proc/${PID1:-0}/comm" 2>/dev/null || echo gone); nspawn's children:" \
+        "$(pgrep -P "$nspawn" | tr '\n' ' '); systemctl said: $(tail -3 "$why" 2>/dev/null))" \
+        "console: $(tail -5 "$console")"
     sleep 0.2
   done
   # pam_nologin refuses logins while /run/nologin exists ("System is booting up"); it was seen
