@@ -127,6 +127,18 @@ size_t firstDisallowedByte(std::string_view text) {
   return std::string_view::npos;
 }
 
+bool hasUserinfo(const std::string& value) {
+  const auto scheme = value.find("://");
+  if (scheme == std::string::npos) {
+    return false;
+  }
+  const auto authority_end = value.find_first_of("/?#", scheme + 3);
+  return value
+             .substr(scheme + 3, authority_end == std::string::npos ? std::string::npos
+                                                                    : authority_end - scheme - 3)
+             .find('@') != std::string::npos;
+}
+
 namespace {
 
 bool isBlank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
@@ -201,18 +213,6 @@ struct Refused {
   std::string reason;
   bool second_document = false;
 };
-
-bool hasUserinfo(const std::string& value) {
-  const auto scheme = value.find("://");
-  if (scheme == std::string::npos) {
-    return false;
-  }
-  const auto authority_end = value.find_first_of("/?#", scheme + 3);
-  return value
-             .substr(scheme + 3, authority_end == std::string::npos ? std::string::npos
-                                                                    : authority_end - scheme - 3)
-             .find('@') != std::string::npos;
-}
 
 bool isSecretKey(const std::string& key) {
   return key == "password" || key == "identity_token" || key == "auth";

@@ -44,6 +44,10 @@ inline constexpr int kMaxYamlDepth = 32;
 // The offset of the first byte YAML does not allow in a stream (the last item above), or npos.
 size_t firstDisallowedByte(std::string_view text);
 
+// Whether a scalar is a URL with userinfo ("https://user:password@mirror"): the part between
+// "://" and the first '/', '?' or '#' holds an '@'. The masking treats such a value as a secret.
+bool hasUserinfo(const std::string& value);
+
 // The first such problem, or nullopt. rules.keys off leaves duplicate and non-scalar keys,
 // rules.syntax off a syntax error to a caller that reports them in its own words (the config
 // parser). A second document is always a problem: yaml-cpp 0.7 yields empty documents for ever

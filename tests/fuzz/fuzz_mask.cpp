@@ -8,18 +8,21 @@
 // - masking is idempotent (masking a masked text changes nothing);
 // - every value of a password, auth or identity_token key that the text holds, at any depth and
 //   in any YAML form (block scalars, continuation lines, flow mappings, "? password" keys), is
-//   gone: each of its words (4 bytes or more) occurs fewer times after masking than before;
+//   gone: each of its words (4 bytes or more) occurs fewer times after masking than before; so is
+//   the userinfo of every URL scalar ("https://user:password@mirror");
 // - a text without any secret key is not mangled: with the password argument, by a short
 //   password (1 or 2 bytes: "o" must not turn docker.io into d********cker.i********); without
-//   it, a YAML text without secret keys comes out as it went in.
+//   it, a YAML text without secret keys and without URLs with userinfo comes out as it went in.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/registries.h"
+#include "common/yaml_emit.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {
@@ -94,33 +97,46 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                         replaceAll(replaceAll(n.value, "\n", ""), "\t", ""));
                                   }) &&
                      !hasControlCharacter(replaceAll(replaceAll(text, "\n", ""), "\t", ""));
-  if (!kTakesPassword && !has_secret_key && plain) {
-    K3SMA_REQUIRE(masked == text, "a YAML text without secrets is changed by masking");
-  }
+  // What must not be shown: each secret value with what holds it (a key's name, or "URL").
+  std::vector<std::pair<std::string, std::string>> secrets;
   for (const auto& node : tree->nodes) {
+    if (node.kind == YamlTree::Kind::kScalar && hasUserinfo(node.value)) {
+      // "https://user:password@mirror/": the userinfo, up to the authority's last '@'.
+      const size_t from = node.value.find("://") + 3;
+      const size_t authority_end =
+          std::min(node.value.find_first_of("/?#", from), node.value.size());
+      const size_t at = node.value.rfind('@', authority_end - 1);
+      secrets.emplace_back("URL userinfo", node.value.substr(from, at - from));
+    }
     if (node.kind != YamlTree::Kind::kMap) {
       continue;
     }
     for (size_t k = 0; k + 1 < node.children.size(); k += 2) {
       const auto& key = tree->nodes[node.children[k]];
       const auto& value = tree->nodes[node.children[k + 1]];
-      if (key.kind != YamlTree::Kind::kScalar || value.kind != YamlTree::Kind::kScalar ||
-          (key.value != "password" && key.value != "auth" && key.value != "identity_token")) {
+      if (key.kind == YamlTree::Kind::kScalar && value.kind == YamlTree::Kind::kScalar &&
+          (key.value == "password" || key.value == "auth" || key.value == "identity_token")) {
+        secrets.emplace_back(key.value + " value", value.value);
+      }
+    }
+  }
+  // A URL with userinfo is a secret as well: such a text may change even without secret keys.
+  if (!kTakesPassword && !has_secret_key && secrets.empty() && plain) {
+    K3SMA_REQUIRE(masked == text, "a YAML text without secrets is changed by masking");
+  }
+  for (const auto& [what, value] : secrets) {
+    for (const auto& word : words(value)) {
+      const size_t before = countOf(text, word);
+      if (word.size() < 4 || word.find_first_of("*\"\\") != std::string::npos || before == 0) {
+        continue;  // too short to tell from other text, or not written literally
+      }
+      if (countOf(masked, word) < before) {
         continue;
       }
-      for (const auto& word : words(value.value)) {
-        const size_t before = countOf(text, word);
-        if (word.size() < 4 || word.find_first_of("*\"\\") != std::string::npos || before == 0) {
-          continue;  // too short to tell from other text, or not written literally
-        }
-        if (countOf(masked, word) < before) {
-          continue;
-        }
-        // Still there: a leak, unless the masking writes the word itself (its own notice).
-        const std::string stand_in(word.size(), word.front() == 'Z' ? 'Y' : 'Z');
-        K3SMA_REQUIRE(countOf(mask(replaceAll(text, word, stand_in), secret), word) > 0,
-                      "the " + key.value + " value is not masked: \"" + word + "\" is still shown");
-      }
+      // Still there: a leak, unless the masking writes the word itself (its own notice).
+      const std::string stand_in(word.size(), word.front() == 'Z' ? 'Y' : 'Z');
+      K3SMA_REQUIRE(countOf(mask(replaceAll(text, word, stand_in), secret), word) > 0,
+                    "the " + what + " is not masked: \"" + word + "\" is still shown");
     }
   }
   return 0;

@@ -334,6 +334,18 @@ TEST(MaskSecrets, HidesAnEndpointUrlWithCredentials) {
   EXPECT_NE(masked.find("https://plain.io"), std::string::npos) << masked;
 }
 
+// The userinfo is what sits between "://" and the end of the authority: an '@' in the path or
+// query is not a credential, and any '@' before the path is (the fuzzer found "harbo@@@r.lab").
+TEST(HasUserinfo, LooksOnlyAtTheAuthority) {
+  EXPECT_TRUE(hasUserinfo("https://u:p@m.io/v2"));
+  EXPECT_TRUE(hasUserinfo("https://harbo@@@r.lab"));
+  EXPECT_TRUE(hasUserinfo("https://@m.io"));
+  EXPECT_FALSE(hasUserinfo("https://m.io/v2/@project"));
+  EXPECT_FALSE(hasUserinfo("https://m.io?who=a@b"));
+  EXPECT_FALSE(hasUserinfo("https://m.io#a@b"));
+  EXPECT_FALSE(hasUserinfo("user@m.io"));
+}
+
 TEST(MaskSecrets, EndsANestedSecretWhereItsValueEnds) {
   const auto masked =
       maskSecrets("a:\n  password:\n    password: s3cret\n    x: s3cret\nb: shown\n");
