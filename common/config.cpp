@@ -200,8 +200,11 @@ class FileParser {
                    });
   }
 
+  // The key may come from the file as written: an upstream spelled as a URL with credentials
+  // ("https://user:pw@host"), or a typo that runs into one. It is shown masked like any URL.
   Error at(int line, const std::string& key, const std::string& reason) const {
-    return configError(file_ + ":" + std::to_string(line) + ": " + key + ": " + reason);
+    const std::string shown = key.find('@') == std::string::npos ? key : maskUrl(key);
+    return configError(file_ + ":" + std::to_string(line) + ": " + shown + ": " + reason);
   }
   // Values that are null ("key:" with nothing after it) carry no useful mark; use the key's.
   Error at(const YAML::Node& key_node, const YAML::Node& value, const std::string& key,

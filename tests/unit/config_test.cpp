@@ -1153,6 +1153,22 @@ mirrors:
   EXPECT_THAT(message, Not(HasSubstr("hunter2-secret")));
 }
 
+// A key is echoed in its error, and a key can hold a URL with credentials: an upstream written
+// as a URL, or a typo (the fuzzer's was "x https://host:user:pw@r.io: v"). It is shown masked.
+TEST(ConfigParser, NeverEchoesCredentialsOfAUrlInAKey) {
+  for (const std::string& text :
+       {std::string(kMinimal) + "x https://robot:hunter2-secret@r.io: v\n",
+        std::string(R"(registry:
+  url: https://harbor.home.lab
+mirrors:
+  https://robot:hunter2-secret@r.io: dockerhub-proxy
+)")}) {
+    const auto message = errorOf(parse(text));
+    EXPECT_THAT(message, HasSubstr("***@r.io")) << text;
+    EXPECT_THAT(message, Not(HasSubstr("hunter2-secret"))) << text;
+  }
+}
+
 TEST(ConfigParser, ListsTheKnownKeysWhenAKeyIsUnknown) {
   const auto message = errorOf(parse(std::string(kMinimal) + "k3s:\n  units: k3s\n"));
   EXPECT_THAT(message, HasSubstr("distribution"));

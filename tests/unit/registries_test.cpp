@@ -346,6 +346,16 @@ TEST(HasUserinfo, LooksOnlyAtTheAuthority) {
   EXPECT_FALSE(hasUserinfo("user@m.io"));
 }
 
+// An empty password hides nothing. It used to add a "********" after the last line (an empty
+// value's position is the next token's: the end of the text), which masked differently twice.
+TEST(MaskSecrets, LeavesEmptySecretsAsTheyAre) {
+  for (const std::string& text :
+       {std::string("configs:\n  h:\n    auth:\n      username: u\n      password: # none\n"),
+        std::string("configs:\n  h:\n    auth:\n      password: ~\n      auth:\n  g: {}\n")}) {
+    EXPECT_EQ(maskSecrets(text), text);
+  }
+}
+
 TEST(MaskSecrets, EndsANestedSecretWhereItsValueEnds) {
   const auto masked =
       maskSecrets("a:\n  password:\n    password: s3cret\n    x: s3cret\nb: shown\n");
