@@ -329,8 +329,8 @@ class Checker final : public YAML::EventHandler {
         // An empty value (`password:` or `password: ~`) hides nothing. Its position is the
         // next token's, possibly the end of the text: a range there would add a "********"
         // after the last line that was never in the file.
-        secret = isSecretKey(f.key) && kind != Kind::kNull &&
-                 !(f.key == "auth" && kind == Kind::kMap);
+        secret =
+            isSecretKey(f.key) && kind != Kind::kNull && !(f.key == "auth" && kind == Kind::kMap);
       }
       ++f.items;
     }

@@ -68,8 +68,9 @@ Status checkPlainYaml(const std::string& text, const std::string& source);
 
 // Where the secrets are: the byte ranges of every value under a key named password, auth (when
 // it is not a mapping: configs.<host>.auth is the section, configs.<host>.auth.auth the token)
-// or identity_token, at any depth, but an empty one (null: nothing to hide). A range runs from the value's first byte to the next YAML
-// token, so a block scalar, a continuation line or a `? password` key's value is covered whole.
+// or identity_token, at any depth, but an empty one (null: nothing to hide). A range runs from
+// the value's first byte to the next YAML token, so a block scalar, a continuation line or a
+// `? password` key's value is covered whole.
 // A scalar that is a URL with userinfo (user:password@) counts as a secret as well.
 // std::nullopt when the text cannot be parsed.
 // Inside a flow collection ({...}, [...]) a range is the value alone (flow = true): what

@@ -1157,8 +1157,7 @@ mirrors:
 // as a URL, or a typo (the fuzzer's was "x https://host:user:pw@r.io: v"). It is shown masked.
 TEST(ConfigParser, NeverEchoesCredentialsOfAUrlInAKey) {
   for (const std::string& text :
-       {std::string(kMinimal) + "x https://robot:hunter2-secret@r.io: v\n",
-        std::string(R"(registry:
+       {std::string(kMinimal) + "x https://robot:hunter2-secret@r.io: v\n", std::string(R"(registry:
   url: https://harbor.home.lab
 mirrors:
   https://robot:hunter2-secret@r.io: dockerhub-proxy
