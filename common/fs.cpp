@@ -62,10 +62,9 @@ int openPath(const std::string& path, int flags, mode_t mode = 0) {
   std::string rel = path;
   if (c.fd.valid() && (path == c.dir || path.rfind(c.dir + "/", 0) == 0)) {
     dirfd = c.fd.get();
-    rel = path.size() > c.dir.size() ? path.substr(c.dir.size() + 1) : ".";
-    if (rel.empty()) {
-      rel = ".";
-    }
+    // DIR itself, or DIR/ with nothing after it, is "." (one expression: GCC 12 -O3 reported a
+    // false -Wrestrict overlap for a second assignment of ".").
+    rel = path.size() > c.dir.size() + 1 ? path.substr(c.dir.size() + 1) : std::string(".");
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
   }
   if (how.resolve == 0) {
