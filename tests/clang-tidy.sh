@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # clang-tidy with the repository's .clang-tidy over the project's own sources: agent/, common/,
-# tests/unit/ and tests/support/ (and, through HeaderFilterRegex, their headers). Fails on any
-# warning. It reads the compile database of an already configured build (every build here writes
-# one: CMAKE_EXPORT_COMPILE_COMMANDS), so nothing is compiled twice; CI passes the release build.
+# tests/unit/, tests/support/ and tests/node/ (the k3s stand-in), and, through HeaderFilterRegex,
+# their headers. Fails on any warning. It reads the compile database of an already configured
+# build (every build here writes one: CMAKE_EXPORT_COMPILE_COMMANDS), so nothing is compiled
+# twice; CI passes the release build.
 #
 #   bash tests/clang-tidy.sh BUILD-DIR [FILE-REGEX]
 #
@@ -19,7 +20,7 @@ command -v "$tidy" >/dev/null || { echo "clang-tidy.sh: $tidy not found (apt-get
 [[ -f $build/compile_commands.json ]] || { echo "clang-tidy.sh: no $build/compile_commands.json: configure the build first" >&2; exit 1; }
 
 mapfile -t files < <(jq -r '.[].file' "$build/compile_commands.json" |
-  grep -E "^$src/(agent|common|tests/unit|tests/support)/[^/]+\.cpp$" | grep -E -- "$filter" | sort -u)
+  grep -E "^$src/(agent|common|tests/unit|tests/support|tests/node)/[^/]+\.cpp$" | grep -E -- "$filter" | sort -u)
 ((${#files[@]} > 0)) || { echo "clang-tidy.sh: no file of the project in $build/compile_commands.json matches '$filter'" >&2; exit 1; }
 
 out=$(mktemp -d)

@@ -30,6 +30,7 @@
 // the file counts as unusable — the way to make a valid file "break" k3s in a test.
 //
 // Usage: k3s-standin server|agent [REGISTRIES [DATA-DIR]]
+#include <fmt/format.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -127,9 +128,7 @@ std::string tomlString(const std::string& text) {
       out += '\\';
       out += c;
     } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-      out += buf;
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
     } else {
       out += c;
     }
@@ -174,6 +173,7 @@ std::string containerdConfig(const YAML::Node& doc, const fs::path& data_dir,
 // stand-in does the same for every child.
 pid_t spawn(const std::vector<std::string>& args, const sigset_t& mask) {
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (const auto& arg : args) {
     argv.push_back(const_cast<char*>(arg.c_str()));
   }
@@ -262,8 +262,11 @@ int main(int argc, char** argv) {
   sigaddset(&wake, SIGTERM);
   sigaddset(&wake, SIGCHLD);
   sigprocmask(SIG_BLOCK, &wake, &during_wait);
-  std::signal(SIGTERM, [](int) { g_stop = 1; });
-  std::signal(SIGCHLD, [](int) {});
+  if (std::signal(SIGTERM, [](int) { g_stop = 1; }) == SIG_ERR ||
+      std::signal(SIGCHLD, [](int) {}) == SIG_ERR) {
+    std::cerr << "k3s-standin: fatal: signal: " << std::strerror(errno) << std::endl;
+    return 1;
+  }
   pid_t containerd = -1;
   if (envIs("K3S_STANDIN_CONTAINERD", "1")) {
     if (!fs::exists(kContainerd) || !fs::exists(kCtr)) {
