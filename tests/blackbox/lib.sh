@@ -107,7 +107,10 @@ stop_scratch_daemon() { kill "$DAEMON" 2>/dev/null || true; }
 daemon_status() { cat "$STATUS"; }
 sj() { djson "$1"; }
 sj_is() { [ -f "$STATUS" ] && djson_is "$1" "$2"; }
-wait_context() { [ -z "${DAEMON:-}" ] || echo "log: $(cat "$WORK/daemon.err")"; }
+wait_context() {
+  [ -z "${DAEMON:-}" ] || echo "log: $(cat "$WORK/daemon.err")"
+  [ ! -f "$WORK/nginx/access.log" ] || echo "nginx's log ends: $(tail -5 "$WORK/nginx/access.log")"
+}
 wait_for() {  # wait_for WHAT CMD...
   local what=$1
   shift

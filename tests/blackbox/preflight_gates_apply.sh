@@ -22,6 +22,8 @@ YAML
   for image in "$@"; do echo "    - $image" >> "$CONF/config.yaml"; done
 }
 agent_requests() { grep -c '/manifests/.*"k3s-mirror-agent/' "$WORK/nginx/access.log" || true; }
+# Counts are read once the run's last request is in the log (wait_logged, registry-lib.sh).
+more_requests_than() { [ "$(agent_requests)" -gt "$1" ]; }
 
 # require, and one of the two images has no such tag: exit 5, nothing touched.
 config require docker.io/library/busybox:1.36 docker.io/library/busybox:9.99
@@ -34,9 +36,12 @@ grep -q "preflight (verify.preflight: require): nothing was changed: resolve doc
 [ "$(snapshot)" = "$before" ] || fail "require: the root changed"
 [ "$(update_ca_runs)" = 0 ] || fail "require: update-ca-certificates ran"
 
-# none: applied, and not one manifest asked for.
+# none: applied, and not one manifest asked for (a tag of its own: checked again at the end,
+# when any line of this apply would long be in the log).
+wait_logged '/busybox/manifests/1\.36 HTTP/1\.1" 200 "k3s-mirror-agent/' "require's request for 1.36"
+wait_logged '/busybox/manifests/9\.99 HTTP/1\.1" 404 "k3s-mirror-agent/' "require's request for 9.99"
 asked=$(agent_requests)
-config none docker.io/library/busybox:9.99
+config none docker.io/library/busybox:8.88
 agent apply --output json
 expect_rc 0
 [ "$(jq -r .changed <<<"$OUT")" = true ] || fail "none: $OUT"
@@ -53,7 +58,7 @@ expect_rc 0
 grep -q 'quay.io' "$REG" || fail "warn: registries.yaml not written"
 grep -q "preflight (verify.preflight: warn): resolve docker.io/library/busybox:9.99 at .*MANIFEST_UNKNOWN.*; applying anyway" \
   <<<"$(jq -r '.warnings[]' <<<"$OUT")" || fail "warn: $OUT"
-[ "$(agent_requests)" -gt "$asked" ] || fail "warn: the cache was not asked"
+wait_until 10 "warn asking the cache (nginx's log)" more_requests_than "$asked"
 
 # require with an image that resolves: applied.
 EXTRA_MIRROR='  ghcr.io: ghcr-proxy'
@@ -61,4 +66,5 @@ config require docker.io/library/busybox:1.36
 agent apply --output json
 expect_rc 0
 grep -q 'ghcr.io' "$REG" && ! grep -q 'quay.io' "$REG" || fail "require, up: registries.yaml: $(cat "$REG")"
+! grep -q '/manifests/8.88 ' "$WORK/nginx/access.log" || fail "none: the cache was asked for its image"
 pass "preflight: require stops (exit 5, root unchanged), none asks nothing, warn warns and applies, require with a good image applies"

@@ -13,6 +13,13 @@ PIDS=()
 stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; PIDS=(); }
 on_exit stop_all
 
+# nginx writes a request's line to $WORK/nginx/access.log once it has sent the response, so the
+# line of the last request an agent run made may come a moment after the run has ended.
+# in_access_log ERE: the log has a line matching ERE. wait_logged ERE WHAT: waits for one (10 s;
+# a timeout shows the log's end, lib.sh's wait_context).
+in_access_log() { grep -qE "$1" "$WORK/nginx/access.log"; }
+wait_logged() { wait_until 10 "$2" in_access_log "$1"; }
+
 # registry_yml: the start of a docker-registry config on 127.0.0.1:$REGISTRY_PORT, storage in
 # $WORK/registry (the http block stays open).
 registry_yml() {

@@ -48,8 +48,8 @@ expect_rc 0
   fail "url: $(image 0 url)"
 grep -q 'token user=anonymous service=harbor-registry scope=repository:dockerhub-proxy/library/busybox:pull ' \
   "$WORK/issuer.log" || fail "no anonymous pull token asked: $(cat "$WORK/issuer.log")"
-grep -q '"HEAD /v2/dockerhub-proxy/library/busybox/manifests/1.36 HTTP/1.1" 200 "k3s-mirror-agent/' \
-  "$WORK/nginx/access.log" || fail "not resolved with HEAD: $(tail -5 "$WORK/nginx/access.log")"
+wait_logged '"HEAD /v2/dockerhub-proxy/library/busybox/manifests/1\.36 HTTP/1\.1" 200 "k3s-mirror-agent/' \
+  "resolved with HEAD"
 agent check --probe
 expect_rc 0
 grep -q "^image up: docker.io/library/busybox:1.36 resolved to $want_busybox in [0-9]* ms$" <<<"$OUT" ||
@@ -107,9 +107,10 @@ config quay.io/team/alpine:3
 agent check --probe --output json
 expect_rc 0
 [ "$(image 0 digest)" = "$want_alpine" ] || fail "HEAD refused: $OUT"
-grep -q '"HEAD /v2/headless-proxy/team/alpine/manifests/3 HTTP/1.1" 405' "$WORK/nginx/access.log" &&
-  grep -q '"GET /v2/headless-proxy/team/alpine/manifests/3 HTTP/1.1" 200 "k3s-mirror-agent/' "$WORK/nginx/access.log" ||
-  fail "no HEAD 405 then GET 200: $(tail -5 "$WORK/nginx/access.log")"
+wait_logged '"GET /v2/headless-proxy/team/alpine/manifests/3 HTTP/1\.1" 200 "k3s-mirror-agent/' \
+  "GET 200 after HEAD was refused"
+in_access_log '"HEAD /v2/headless-proxy/team/alpine/manifests/3 HTTP/1\.1" 405' ||
+  fail "no HEAD 405 before the GET: $(tail -5 "$WORK/nginx/access.log")"
 
 # An image from an upstream that is not mirrored: a config error naming file, line and key.
 config docker.io/library/busybox:1.36 gcr.io/distroless/static:latest
