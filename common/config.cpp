@@ -114,6 +114,28 @@ std::string maskUrl(const std::string& url) {
   return out + host + shown_path + tail;
 }
 
+// The text with the userinfo of every "scheme://userinfo@host" in it replaced by "***". The
+// authority runs from "://" to the first '/', '?', '#', blank or quote; an '@' in it ends
+// userinfo. For messages that echo the file's text, whatever part of it they echo.
+std::string maskUrlCredentials(std::string_view text) {
+  std::string out;
+  size_t copied = 0;
+  for (size_t scheme = text.find("://"); scheme != std::string_view::npos;
+       scheme = text.find("://", scheme + 3)) {
+    const size_t start = scheme + 3;
+    const size_t end = std::min(text.find_first_of("/?# \t\r\n\"'", start), text.size());
+    const size_t at = end > start ? text.rfind('@', end - 1) : std::string_view::npos;
+    if (start < copied || at == std::string_view::npos || at < start) {
+      continue;
+    }
+    out.append(text, copied, start - copied);
+    out += "***";
+    copied = at;  // the '@' and the host stay
+  }
+  out.append(text, copied);
+  return out;
+}
+
 // The characters systemd allows in a unit name.
 bool isUnitName(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
@@ -200,11 +222,8 @@ class FileParser {
                    });
   }
 
-  // The key may come from the file as written: an upstream spelled as a URL with credentials
-  // ("https://user:pw@host"), or a typo that runs into one. It is shown masked like any URL.
   Error at(int line, const std::string& key, const std::string& reason) const {
-    const std::string shown = key.find('@') == std::string::npos ? key : maskUrl(key);
-    return configError(file_ + ":" + std::to_string(line) + ": " + shown + ": " + reason);
+    return configError(file_ + ":" + std::to_string(line) + ": " + key + ": " + reason);
   }
   // Values that are null ("key:" with nothing after it) carry no useful mark; use the key's.
   Error at(const YAML::Node& key_node, const YAML::Node& value, const std::string& key,
@@ -783,14 +802,21 @@ std::vector<std::string> knownConfigKeys() { return FileParser::keys(); }
 Result<Config> parseConfig(const std::vector<ConfigSource>& sources) {
   Config config;
   std::map<std::string, std::string> mirror_origin;
+  // An error may echo the files: a key or a value as written, which may hold a URL with
+  // credentials (an upstream spelled "https://robot:pw@host", a project that runs into one).
+  // Masked here, once, whichever message echoed it.
+  const auto masked = [](Error error) {
+    error.message = maskUrlCredentials(error.message);
+    return error;
+  };
   for (const auto& source : sources) {
     FileParser parser(source.path, config, mirror_origin);
     if (auto parsed = parser.parse(source.text); !parsed) {
-      return parsed.error();
+      return masked(parsed.error());
     }
   }
   if (auto complete = checkComplete(config, sources); !complete) {
-    return complete.error();
+    return masked(complete.error());
   }
   // Names without directories, so nodes (and a --root copy) with the same files hash the same.
   std::string all;

@@ -160,6 +160,22 @@ size_t quotedEnd(std::string_view text, size_t i) {
   return text.size();
 }
 
+// yaml-cpp reports an empty node at the token after it, not where it is: the mark of an empty
+// sequence item ("-" alone, or with a comment) is the next item's '-', or the end of the text.
+// Its own '-' comes earlier: the last line in (from, at) whose first character but spaces is a
+// '-' followed by a blank or the line's end. That '-', or `at` when there is none.
+size_t emptyItemStart(std::string_view text, size_t from, size_t at) {
+  size_t found = at;
+  for (size_t eol = text.find('\n', from); eol < at; eol = text.find('\n', eol + 1)) {
+    const size_t first = text.find_first_not_of(' ', eol + 1);
+    if (first < at && text[first] == '-' &&
+        (first + 1 == text.size() || isBlank(text[first + 1]))) {
+      found = first;
+    }
+  }
+  return found;
+}
+
 // Where the value that starts at text[i] inside a flow collection ends, for a text the parser
 // accepted: a quoted scalar at its closing quote, a collection at its matching bracket, a plain
 // scalar before the first , [ ] { } or comment (none of which a plain scalar in flow may hold),
@@ -291,7 +307,9 @@ class Checker final : public YAML::EventHandler {
             const std::string& value, bool flow = false) {
     const size_t at = offset_ + static_cast<size_t>(mark.pos);
     for (size_t i : closing_) {
-      ranges_[i].end = std::max(at, ranges_[i].begin);
+      // A range ends at the next token. An empty node's mark is past its own token.
+      const size_t end = kind == Kind::kNull ? emptyItemStart(text_, ranges_[i].begin, at) : at;
+      ranges_[i].end = std::max(end, ranges_[i].begin);
     }
     closing_.clear();
     const int line = mark.line + 1;

@@ -88,9 +88,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!tree) {
     return 0;
   }
-  // Plain YAML: one document of UTF-8 without control characters, anchors, tags or odd keys
-  // (the masking may refuse the rest as unsafe).
-  const bool plain = tree->documents <= 1 && tree->reEmittable() && isValidUtf8(text) &&
+  // Plain YAML: one document of the characters YAML allows (UTF-8 without control characters
+  // or U+FFFE/U+FFFF), without anchors, tags or odd keys (the masking may refuse the rest).
+  const bool plain = tree->documents <= 1 && tree->reEmittable() &&
+                     firstDisallowedByte(text) == std::string::npos &&
                      std::none_of(tree->nodes.begin(), tree->nodes.end(),
                                   [](const YamlTree::Node& n) {
                                     return hasControlCharacter(

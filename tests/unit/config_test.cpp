@@ -1158,17 +1158,21 @@ mirrors:
   EXPECT_THAT(message, Not(HasSubstr("hunter2-secret")));
 }
 
-// A key is echoed in its error, and a key can hold a URL with credentials: an upstream written
-// as a URL, or a typo (the fuzzer's was "x https://host:user:pw@r.io: v"). It is shown masked.
-TEST(ConfigParser, NeverEchoesCredentialsOfAUrlInAKey) {
-  for (const std::string& text :
-       {std::string(kMinimal) + "x https://robot:hunter2-secret@r.io: v\n", std::string(R"(registry:
-  url: https://harbor.home.lab
-mirrors:
-  https://robot:hunter2-secret@r.io: dockerhub-proxy
-)")}) {
+// An error echoes a key or a value as written, and either can hold a URL with credentials: an
+// upstream written as a URL, a typo (the fuzzer's "x https://host:user:pw@r.io: v"), a project
+// or an image that runs into one. Whatever echoes it, it is shown masked.
+TEST(ConfigParser, NeverEchoesCredentialsOfAUrlFromTheFile) {
+  const std::string harbor = "registry:\n  url: https://harbor.home.lab\nmirrors:\n";
+  for (const std::string& text : {
+           std::string(kMinimal) + "x https://robot:hunter2-secret@r.io: v\n",
+           harbor + "  https://robot:hunter2-secret@r.io: dockerhub-proxy\n",
+           harbor + "  docker.io: \"https://robot:hunter2-secret@r.io\"\n",
+           std::string(kMinimal) + "k3s:\n  unit: https://robot:hunter2-secret@r.io\n",
+           std::string(kMinimal) +
+               "verify:\n  images:\n    - https://robot:hunter2-secret@r.io/x:1\n",
+       }) {
     const auto message = errorOf(parse(text));
-    EXPECT_THAT(message, HasSubstr("***@r.io")) << text;
+    EXPECT_THAT(message, HasSubstr("https://***@r.io")) << text;
     EXPECT_THAT(message, Not(HasSubstr("hunter2-secret"))) << text;
   }
 }

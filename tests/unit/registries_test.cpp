@@ -356,6 +356,17 @@ TEST(MaskSecrets, LeavesEmptySecretsAsTheyAre) {
   }
 }
 
+// An empty list item after a secret is structure. yaml-cpp places an empty node at the token
+// after it, so the secret's range ran over the item's '-': the list lost an item, and masking the
+// result again changed it once more (found by fuzzing).
+TEST(MaskSecrets, KeepsAnEmptyListItemAfterASecret) {
+  EXPECT_EQ(maskSecrets("- password: s3cret\n-\n"), "- password: \"********\"\n-\n");
+  const std::string text = "- password: s3cret\n    more-s3cret\n-   # empty\n- x\n";
+  const std::string masked = maskSecrets(text);
+  EXPECT_EQ(masked, "- password: \"********\"\n\n-   # empty\n- x\n");
+  EXPECT_EQ(maskSecrets(masked), masked);
+}
+
 TEST(MaskSecrets, EndsANestedSecretWhereItsValueEnds) {
   const auto masked =
       maskSecrets("a:\n  password:\n    password: s3cret\n    x: s3cret\nb: shown\n");
