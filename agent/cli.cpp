@@ -18,6 +18,7 @@
 #include "common/certs_d.h"
 #include "common/diff.h"
 #include "common/distribution.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/registries.h"
 #include "common/reload.h"
@@ -440,9 +441,11 @@ int runStatus(const Options& o) {
   nlohmann::ordered_json daemon_json;  // null without a file; discarded when it is not JSON
   if (daemon.value()) {
     daemon_json = nlohmann::ordered_json::parse(*daemon.value(), nullptr, false);
-    auto pid = daemon_json.is_object() ? daemon_json.find("pid") : daemon_json.end();
-    if (pid != daemon_json.end() && pid->is_number_integer()) {
-      alive = ::kill(pid->get<pid_t>(), 0) == 0 || errno == EPERM;
+    // Only a real process id: kill(0 or -1, 0) asks about a process group or every process.
+    const auto pid =
+        daemon_json.is_object() ? jsonIntegerAt<pid_t>(daemon_json, "pid") : std::nullopt;
+    if (pid && *pid > 0) {
+      alive = ::kill(*pid, 0) == 0 || errno == EPERM;
     }
   }
   if (o.output == "json") {

@@ -4,6 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/distribution.h"
+#include "common/json.h"
+#include "common/state.h"
+
 namespace k3sma {
 namespace {
 
@@ -33,6 +37,41 @@ std::optional<FileRole> roleNamed(const std::string& name) {
     }
   }
   return std::nullopt;
+}
+
+// containerd's certs.d/<host>/hosts.toml of k3s or RKE2, <host> one directory name.
+bool isOwnHostsToml(const std::string& p) {
+  constexpr std::string_view kFile = "/hosts.toml";
+  for (const Distribution d : {Distribution::kK3s, Distribution::kRke2}) {
+    const std::string dir = certsDPath(d) + "/";
+    if (p.size() <= dir.size() + kFile.size() || p.rfind(dir, 0) != 0 || !p.ends_with(kFile)) {
+      continue;
+    }
+    const std::string host = p.substr(dir.size(), p.size() - dir.size() - kFile.size());
+    if (host != "." && host != ".." && host.find('/') == std::string::npos &&
+        host.find('\0') == std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Recover writes each file's before-image to its path, or removes it: only a path a run of the
+// agent records for the file's role is accepted, as for the state (isOwnCaFile, state.h).
+bool isOwnPath(FileRole role, const std::string& p) {
+  switch (role) {
+    case FileRole::kBackup:
+      return p == kBackupPath;
+    case FileRole::kCa:
+      return isOwnCaFile(p);
+    case FileRole::kRegistries:
+      return !p.empty() && isOwnRegistriesPath(p);
+    case FileRole::kHostsToml:
+      return isOwnHostsToml(p);
+    case FileRole::kState:
+      break;
+  }
+  return p == kStatePath;
 }
 
 // OpenSSL's base64 (EVP_EncodeBlock): no line breaks, '=' padding.
@@ -107,7 +146,7 @@ Result<Journal> parseJournal(const std::string& text, const std::string& source)
       "move it away";
   try {
     const auto j = nlohmann::json::parse(text);
-    if (j.value("version", 0) != kJournalVersion) {
+    if (!j.is_object() || jsonIntegerAt<int>(j, "version") != kJournalVersion) {
       return configError("read journal " + source + ": unsupported version" + fix);
     }
     Journal journal;
@@ -120,6 +159,10 @@ Result<Journal> parseJournal(const std::string& text, const std::string& source)
         return configError("read journal " + source + ": unknown role for " + file.path + fix);
       }
       file.role = *role;
+      if (!isOwnPath(file.role, file.path)) {
+        return configError("read journal " + source + ": \"" + file.path + "\" is not a " +
+                           roleName(file.role) + " file the agent writes" + fix);
+      }
       if (!f.at("before").is_null()) {
         file.before = unbase64(f.at("before").get<std::string>());
         if (!file.before) {
@@ -127,13 +170,19 @@ Result<Journal> parseJournal(const std::string& text, const std::string& source)
                              " is not base64" + fix);
         }
       }
-      file.before_mode = f.at("mode").get<mode_t>() & 07777;
+      const auto mode = jsonInteger<mode_t>(f.at("mode"));
+      if (!mode) {
+        return configError("read journal " + source + ": the mode of " + file.path +
+                           " is not a file mode" + fix);
+      }
+      file.before_mode = *mode & 07777;
       journal.files.push_back(std::move(file));
     }
     journal.commands = j.at("commands").get<std::vector<std::string>>();
-    journal.pid = j.value("pid", pid_t{0});
+    // Absent in a journal of an agent before it: 0, no run's temp files to look for.
+    journal.pid = j.contains("pid") ? jsonInteger<pid_t>(j.at("pid")).value_or(-1) : 0;
     if (journal.pid < 0) {
-      return configError("read journal " + source + ": pid is negative" + fix);
+      return configError("read journal " + source + ": pid is not a process id" + fix);
     }
     return journal;
   } catch (const nlohmann::json::exception& e) {

@@ -5,6 +5,7 @@
 
 #include "common/config.h"
 #include "common/distribution.h"
+#include "common/json.h"
 #include "common/registries.h"
 
 namespace k3sma {
@@ -24,10 +25,15 @@ const char* originalName(Original o) {
   return "unknown";
 }
 
-// The state is read back and acted on (restore removes its CA files), so only the agent's own
-// managed paths are accepted: a registries.yaml k3s or RKE2 reads, and CA files directly in the
-// agent's CA folder with a name caInstallPath could have made. A "../../etc/passwd" is refused
-// rather than removed.
+// A registries.yaml key the agent wrote: printable, one line (it is shown by status).
+bool isPrintableKey(const std::string& k) {
+  return !k.empty() && std::none_of(k.begin(), k.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+}
+
+}  // namespace
+
 bool isOwnRegistriesPath(const std::string& p) {
   return p.empty() || p == registriesPath(Distribution::kK3s) ||
          p == registriesPath(Distribution::kRke2);
@@ -49,22 +55,13 @@ bool isOwnCaFile(const std::string& p) {
   });
 }
 
-// A registries.yaml key the agent wrote: printable, one line (it is shown by status).
-bool isPrintableKey(const std::string& k) {
-  return !k.empty() && std::none_of(k.begin(), k.end(), [](char c) {
-    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-  });
-}
-
-}  // namespace
-
 Result<State> parseState(const std::string& text, const std::string& source) {
   // The state is ours, but a person may have edited or truncated it; say which file is broken
   // and how to recover rather than guess.
   const std::string fix = "; move it away and run apply again (the backup, if any, is kept)";
   try {
     const auto j = nlohmann::json::parse(text);
-    if (j.value("version", 0) != kStateVersion) {
+    if (!j.is_object() || jsonIntegerAt<int>(j, "version") != kStateVersion) {
       return configError("read state " + source + ": unsupported version" + fix);
     }
     State s;

@@ -20,6 +20,14 @@ inline constexpr const char* kLockPath = "/run/k3s-mirror-agent/apply.lock";
 // A copy of the registries.yaml the node had before the agent first replaced it.
 inline constexpr const char* kBackupPath = "/var/lib/k3s-mirror-agent/registries.yaml.orig";
 
+// The agent's own managed paths. The state and the journal are read back and acted on (restore
+// removes the state's CA files, an undo writes the journal's before-images), so they may name
+// only these: a hand-edited "../../etc/passwd" is refused rather than removed or written.
+// A registries.yaml k3s or RKE2 reads (or "": none written yet).
+bool isOwnRegistriesPath(const std::string& path);
+// A CA file directly in the agent's CA folder, with a name caInstallPath could have made.
+bool isOwnCaFile(const std::string& path);
+
 // What registries.yaml was before the agent first wrote it.
 enum class Original {
   kUnknown,  // the agent has not written registries.yaml yet

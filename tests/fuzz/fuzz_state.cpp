@@ -1,4 +1,5 @@
-// Fuzzes the state file parser (state.json). The input is the file's text.
+// Fuzzes the parsers of the agent's JSON files that it acts on: the state (state.json) and the
+// journal (journal.json), both over the same input.
 //
 // Properties, beyond "no crash":
 // - parsing is deterministic, and an error names the file;
@@ -6,20 +7,54 @@
 //   again (a run that changes nothing writes nothing);
 // - the paths an accepted state holds are only the agent's own: registries.yaml of k3s or RKE2,
 //   CA files directly inside the agent's CA folder (a path with ".." or another folder would let
-//   a hand-edited state delete a file anywhere).
+//   a hand-edited state delete a file anywhere);
+// - a journal the same: an error names the file; an accepted one renders and parses back to
+//   itself, and names only files in the folders the agent writes, without "." or ".." (its undo
+//   writes each before-image to its path).
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include "common/config.h"
+#include "common/journal.h"
 #include "common/registries.h"
 #include "common/state.h"
 #include "tests/fuzz/fuzz_support.h"
+
+namespace {
+
+// The journal's properties (see the top).
+void checkJournal(const std::string& text) {
+  using namespace k3sma;
+  const std::string source = "/var/lib/k3s-mirror-agent/journal.json";
+  const auto parsed = parseJournal(text, source);
+  if (!parsed.ok()) {
+    K3SMA_REQUIRE(parsed.error().message.find(source) != std::string::npos,
+                  "the journal's error does not name the file: " + parsed.error().message);
+    return;
+  }
+  const auto back = parseJournal(renderJournal(parsed.value()), source);
+  K3SMA_REQUIRE(back.ok() && back.value() == parsed.value(),
+                "the journal does not survive render and parse");
+  for (const auto& file : parsed.value().files) {
+    const std::string& p = file.path;
+    const bool in_own_folder =
+        p.starts_with("/etc/rancher/") || p.starts_with(std::string(kCaDir) + "/") ||
+        p.starts_with("/var/lib/k3s-mirror-agent/") || p.starts_with("/var/lib/rancher/");
+    K3SMA_REQUIRE(in_own_folder && p.find("/../") == std::string::npos &&
+                      p.find("/./") == std::string::npos && !p.ends_with("/..") &&
+                      p.find('\0') == std::string::npos,
+                  "the journal names a file outside the agent's folders: " + p);
+  }
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace k3sma;
   const std::string source = "/var/lib/k3s-mirror-agent/state.json";
   const std::string text(reinterpret_cast<const char*>(data), size);
+  checkJournal(text);
   const auto parsed = parseState(text, source);
   const auto again = parseState(text, source);
   K3SMA_REQUIRE(parsed.ok() == again.ok(), "parseState is not deterministic");

@@ -76,10 +76,20 @@ TEST(Journal, RecordsEveryChangeWithItsBeforeImageAndTheRebuildWhenACaChanges) {
 }
 
 TEST(Journal, ThatIsBrokenIsAnErrorNamingTheFileAndWhatToDo) {
-  for (const std::string text :
-       {"", "{\"version\": 2}",
-        "{\"version\":1,\"operation\":\"apply\",\"files\":[{\"path\":\"/r\","
-        "\"role\":\"ca\",\"before\":\"!!\",\"mode\":420}],\"commands\":[]}"}) {
+  // Numbers that are no integers or do not fit are refused, never converted (a float out of
+  // range is undefined behaviour in nlohmann's get<int>).
+  const auto with_file = [](const std::string& mode) {
+    return R"({"version":1,"operation":"apply","files":[{"path":"/r","role":"ca","before":null,)"
+           R"("mode":)" +
+           mode + R"(}],"commands":[]})";
+  };
+  const std::string with_pid = R"({"version":1,"operation":"apply","files":[],"commands":[],)";
+  for (const std::string& text :
+       {std::string(), std::string("{\"version\": 2}"), std::string("{\"version\": 1e300}"),
+        std::string("{\"version\":1,\"operation\":\"apply\",\"files\":[{\"path\":\"/r\","
+                    "\"role\":\"ca\",\"before\":\"!!\",\"mode\":420}],\"commands\":[]}"),
+        with_file("1e99"), with_file("-1"), with_file("\"420\""), with_pid + R"("pid":-1})",
+        with_pid + R"("pid":1099511627776})", with_pid + R"("pid":2.5})"}) {
     auto parsed = parseJournal(text, "/var/lib/k3s-mirror-agent/journal.json");
     ASSERT_FALSE(parsed.ok()) << text;
     EXPECT_EQ(parsed.error().kind, ErrorKind::kConfig);
@@ -87,6 +97,43 @@ TEST(Journal, ThatIsBrokenIsAnErrorNamingTheFileAndWhatToDo) {
               std::string::npos)
         << parsed.error().message;
     EXPECT_NE(parsed.error().message.find("move it away"), std::string::npos);
+  }
+}
+
+// An undo writes each before-image to its path or removes it: a journal edited to name a file
+// the agent never writes for that role is refused, and nothing is written or removed.
+TEST(Journal, NamingAFileTheAgentDoesNotWriteIsRefused) {
+  const auto naming = [](const std::string& role, const std::string& path) {
+    return R"({"version":1,"operation":"apply","files":[{"path":")" + path + R"(","role":")" +
+           role + R"(","before":null,"mode":384}],"commands":[]})";
+  };
+  const std::string certs_d = "/var/lib/rancher/k3s/agent/etc/containerd/certs.d";
+  for (const auto& [role, path] : std::vector<std::pair<std::string, std::string>>{
+           {"registries", "/etc/shadow"},
+           {"registries", ""},
+           {"ca", "/usr/local/share/ca-certificates/k3s-mirror-agent/../../../../etc/shadow.crt"},
+           {"ca", "/etc/ssl/certs/x.crt"},
+           {"backup", "/etc/rancher/k3s/registries.yaml"},
+           {"state", "/root/.ssh/authorized_keys"},
+           {"hosts.toml", certs_d + "/../../../../../../etc/hosts.toml"},
+           {"hosts.toml", certs_d + "/docker.io/../hosts.toml"},
+           {"hosts.toml", certs_d + "/hosts.toml"},
+           {"hosts.toml", certs_d + "/docker.io/config.toml"},
+       }) {
+    auto parsed = parseJournal(naming(role, path), "/var/lib/k3s-mirror-agent/journal.json");
+    ASSERT_FALSE(parsed.ok()) << role << " " << path;
+    EXPECT_NE(parsed.error().message.find("is not a " + role + " file the agent writes"),
+              std::string::npos)
+        << parsed.error().message;
+  }
+  for (const auto& [role, path] : std::vector<std::pair<std::string, std::string>>{
+           {"registries", "/etc/rancher/rke2/registries.yaml"},
+           {"hosts.toml", certs_d + "/harbor.home.lab:8443/hosts.toml"},
+           {"hosts.toml", "/var/lib/rancher/rke2/agent/etc/containerd/certs.d/_default/hosts.toml"},
+           {"state", "/var/lib/k3s-mirror-agent/state.json"},
+       }) {
+    auto parsed = parseJournal(naming(role, path), "journal.json");
+    EXPECT_TRUE(parsed.ok()) << role << " " << path << ": " << parsed.error().message;
   }
 }
 

@@ -28,7 +28,10 @@ TEST(State, RejectsABrokenFileNamingItAndSayingWhatToDo) {
   constexpr const char* kUnknownOriginal =
       R"({"version":1,"registries":{"path":"/r","original":"maybe",)"
       R"("mirrors":[],"configs":[]},"ca_files":[]})";
-  for (const char* text : {"", "{", "{\"version\": 2}", "{\"version\": 1}", kUnknownOriginal}) {
+  // A version that is no integer, or none that fits (1.7e79 was undefined behaviour: UBSan).
+  for (const char* text : {"", "{", "[1]", "{\"version\": 2}", "{\"version\": 1}",
+                           "{\"version\": 1.7e79}", "{\"version\": 1.5}", "{\"version\": \"1\"}",
+                           "{\"version\": 4294967297}", kUnknownOriginal}) {
     auto parsed = parseState(text, "/var/lib/k3s-mirror-agent/state.json");
     ASSERT_FALSE(parsed.ok()) << text;
     EXPECT_NE(parsed.error().message.find("/var/lib/k3s-mirror-agent/state.json"),
