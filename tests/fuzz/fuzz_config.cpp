@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -68,8 +69,11 @@ bool namesAFile(const std::string& text, const std::vector<ConfigSource>& source
 }
 
 // "user:password@" of every scheme://user:password@ in the files: text no message may hold.
+// One that the files also hold outside a URL (a key "h:user:pw@ x", where it is no credential)
+// is left out: a message may echo that key.
 std::vector<std::string> urlCredentials(const std::vector<ConfigSource>& sources) {
   std::vector<std::string> found;
+  std::map<std::string, size_t> in_urls;  // how often each occurs as a URL's userinfo
   for (const auto& source : sources) {
     const auto& t = source.text;
     for (size_t pos = t.find("://"); pos != std::string::npos; pos = t.find("://", pos + 1)) {
@@ -80,10 +84,18 @@ std::vector<std::string> urlCredentials(const std::vector<ConfigSource>& sources
         const size_t colon = userinfo.find(':');
         if (colon != std::string::npos && userinfo.size() - colon > 2) {
           found.push_back(userinfo);
+          ++in_urls[userinfo];
         }
       }
     }
   }
+  std::erase_if(found, [&](const std::string& userinfo) {
+    size_t anywhere = 0;
+    for (const auto& source : sources) {
+      anywhere += countOf(source.text, userinfo);
+    }
+    return anywhere > in_urls[userinfo];
+  });
   return found;
 }
 
