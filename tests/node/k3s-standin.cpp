@@ -30,7 +30,6 @@
 // the file counts as unusable — the way to make a valid file "break" k3s in a test.
 //
 // Usage: k3s-standin server|agent [REGISTRIES [DATA-DIR]]
-#include <fmt/format.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -49,6 +48,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -128,7 +128,13 @@ std::string tomlString(const std::string& text) {
       out += '\\';
       out += c;
     } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+      // \u00XX by hand: the arm64 stand-in links only the standard library, yaml-cpp and
+      // libsystemd (build-standin-arm64.sh), so no fmt.
+      constexpr std::string_view kHex = "0123456789abcdef";
+      const auto byte = static_cast<unsigned char>(c);
+      out += "\\u00";
+      out += kHex[byte >> 4U];
+      out += kHex[byte & 0xfU];
     } else {
       out += c;
     }
