@@ -76,20 +76,10 @@ TEST(Journal, RecordsEveryChangeWithItsBeforeImageAndTheRebuildWhenACaChanges) {
 }
 
 TEST(Journal, ThatIsBrokenIsAnErrorNamingTheFileAndWhatToDo) {
-  // Numbers that are no integers or do not fit are refused, never converted (a float out of
-  // range is undefined behaviour in nlohmann's get<int>).
-  const auto with_file = [](const std::string& mode) {
-    return R"({"version":1,"operation":"apply","files":[{"path":"/r","role":"ca","before":null,)"
-           R"("mode":)" +
-           mode + R"(}],"commands":[]})";
-  };
-  const std::string with_pid = R"({"version":1,"operation":"apply","files":[],"commands":[],)";
-  for (const std::string& text :
-       {std::string(), std::string("{\"version\": 2}"), std::string("{\"version\": 1e300}"),
-        std::string("{\"version\":1,\"operation\":\"apply\",\"files\":[{\"path\":\"/r\","
-                    "\"role\":\"ca\",\"before\":\"!!\",\"mode\":420}],\"commands\":[]}"),
-        with_file("1e99"), with_file("-1"), with_file("\"420\""), with_pid + R"("pid":-1})",
-        with_pid + R"("pid":1099511627776})", with_pid + R"("pid":2.5})"}) {
+  for (const std::string text :
+       {"", "{\"version\": 2}",
+        "{\"version\":1,\"operation\":\"apply\",\"files\":[{\"path\":\"/r\","
+        "\"role\":\"ca\",\"before\":\"!!\",\"mode\":420}],\"commands\":[]}"}) {
     auto parsed = parseJournal(text, "/var/lib/k3s-mirror-agent/journal.json");
     ASSERT_FALSE(parsed.ok()) << text;
     EXPECT_EQ(parsed.error().kind, ErrorKind::kConfig);
@@ -97,6 +87,36 @@ TEST(Journal, ThatIsBrokenIsAnErrorNamingTheFileAndWhatToDo) {
               std::string::npos)
         << parsed.error().message;
     EXPECT_NE(parsed.error().message.find("move it away"), std::string::npos);
+  }
+}
+
+// A journal that is complete but for one number: a version, mode or pid that is no integer or
+// does not fit is refused for that number, never converted (a float out of range is undefined
+// behaviour in nlohmann's get<int>; a large pid wrapped to 0).
+TEST(Journal, RefusesNumbersThatAreNoIntegersThatFit) {
+  const auto journal = [](const std::string& version, const std::string& mode,
+                          const std::string& pid) {
+    return R"({"version":)" + version +
+           R"(,"operation":"apply","files":[{"path":"/etc/rancher/k3s/registries.yaml",)"
+           R"("role":"registries","before":null,"mode":)" +
+           mode + R"(}],"commands":[],"pid":)" + pid + "}";
+  };
+  ASSERT_TRUE(parseJournal(journal("1", "384", "4242"), "journal.json").ok());
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {journal("1e300", "384", "4242"), "unsupported version"},
+      {journal("1.0", "384", "4242"), "unsupported version"},
+      {journal("1", "1e99", "4242"), "is not a file mode"},
+      {journal("1", "-1", "4242"), "is not a file mode"},
+      {journal("1", "\"384\"", "4242"), "is not a file mode"},
+      {journal("1", "384", "-1"), "pid is not a process id"},
+      {journal("1", "384", "1099511627776"), "pid is not a process id"},
+      {journal("1", "384", "2.5"), "pid is not a process id"},
+  };
+  for (const auto& [text, reason] : cases) {
+    auto parsed = parseJournal(text, "journal.json");
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_NE(parsed.error().message.find(reason), std::string::npos)
+        << text << ": " << parsed.error().message;
   }
 }
 
